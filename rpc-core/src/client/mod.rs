@@ -1,0 +1,278 @@
+//! The consumer side: [`Client`], its builder, and the consumer pipeline.
+//!
+//! ```text
+//! stub -> encode args -> Deadline -> Balance (Directory + LoadBalance) -> Channel (transport)
+//! ```
+
+mod deadline;
+mod directory;
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+use crate::descriptor::MethodDescriptor;
+use crate::transport::Transport;
+use crate::{Attachments, Codec, Error, Request, Response, Result};
+
+pub use deadline::{Deadline, DeadlineLayer};
+pub use directory::{Balance, Directory, LoadBalance, Provider, RoundRobin, StaticDirectory};
+
+/// The consumer pipeline as one tower service.
+pub type ConsumerService = BoxCloneSyncService<Request, Response, Error>;
+
+/// Default per-call timeout, as in Dubbo.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// A typed stub built from a [`Client`]; implemented by every generated `<Trait>Client`.
+pub trait FromClient {
+    /// Wraps an untyped client.
+    fn from_client(client: Client) -> Self;
+}
+
+/// An untyped handle to one remote service. Generated stubs wrap it; clone it freely.
+///
+/// Per-call options ([`Client::with_timeout`], [`Client::with_attachment`]) return a
+/// modified copy, so the original keeps its defaults.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    timeout: Option<Duration>,
+    attachments: Attachments,
+}
+
+struct Shared {
+    service: Arc<str>,
+    version: Arc<str>,
+    codec: Codec,
+    timeout: Duration,
+    stack: ConsumerService,
+}
+
+impl FromClient for Client {
+    fn from_client(client: Client) -> Client {
+        client
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("service", &self.shared.service)
+            .field("version", &self.shared.version)
+            .field("codec", &self.shared.codec)
+            .field("timeout", &self.timeout.unwrap_or(self.shared.timeout))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts building a client for `service`.
+    pub fn builder(service: impl Into<Arc<str>>) -> ClientBuilder<Client> {
+        ClientBuilder::new(service)
+    }
+
+    /// The service this client calls.
+    pub fn service(&self) -> &str {
+        &self.shared.service
+    }
+
+    /// The codec every call of this client uses.
+    pub fn codec(&self) -> Codec {
+        self.shared.codec
+    }
+
+    /// A copy whose calls use `timeout`, overriding the method's and the client's default.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        let mut client = self.clone();
+        client.timeout = Some(timeout);
+        client
+    }
+
+    /// A copy whose calls carry the attachment `key = value`.
+    pub fn with_attachment(&self, key: impl Into<String>, value: impl Into<String>) -> Client {
+        let mut client = self.clone();
+        client.attachments.insert(key, value);
+        client
+    }
+
+    /// Calls `method` with `args` (a tuple of all arguments) and decodes its result.
+    pub async fn call<A, R>(&self, method: &'static MethodDescriptor, args: &A) -> Result<R>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let request = self.request(method, args)?;
+        let response = self.shared.stack.clone().oneshot(request).await?;
+        response.codec.decode(&response.body)
+    }
+
+    /// Sends a one-way call: returns once the request is handed to the transport, without
+    /// waiting for (or receiving) a result.
+    pub async fn call_oneway<A>(&self, method: &'static MethodDescriptor, args: &A) -> Result<()>
+    where
+        A: Serialize + ?Sized,
+    {
+        let mut request = self.request(method, args)?;
+        request.oneway = true;
+        self.shared.stack.clone().oneshot(request).await.map(|_| ())
+    }
+
+    /// Sends an already-built request through the consumer pipeline.
+    pub async fn invoke(&self, request: Request) -> Result<Response> {
+        self.shared.stack.clone().oneshot(request).await
+    }
+
+    fn request<A: Serialize + ?Sized>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<Request> {
+        let timeout = self
+            .timeout
+            .or(method.timeout_ms.map(Duration::from_millis))
+            .unwrap_or(self.shared.timeout);
+        let mut body = BytesMut::new();
+        self.shared.codec.encode(args, &mut body)?;
+        Ok(Request {
+            service: self.shared.service.clone(),
+            version: self.shared.version.clone(),
+            method: Cow::Borrowed(method.name),
+            attachments: self.attachments.clone(),
+            codec: self.shared.codec,
+            oneway: method.oneway,
+            timeout,
+            deadline: Instant::now() + timeout,
+            body: body.freeze(),
+        })
+    }
+}
+
+/// Builds a [`Client`] or a generated stub (`GreeterClient::builder()`).
+pub struct ClientBuilder<S = Client> {
+    service: Arc<str>,
+    version: Arc<str>,
+    addresses: Vec<String>,
+    transport: Option<Arc<dyn Transport>>,
+    directory: Option<Arc<dyn Directory>>,
+    load_balance: Option<Arc<dyn LoadBalance>>,
+    codec: Codec,
+    timeout: Duration,
+    stub: PhantomData<fn() -> S>,
+}
+
+impl<S: FromClient> ClientBuilder<S> {
+    /// A builder for calls to `service`.
+    pub fn new(service: impl Into<Arc<str>>) -> ClientBuilder<S> {
+        ClientBuilder {
+            service: service.into(),
+            version: "".into(),
+            addresses: Vec::new(),
+            transport: None,
+            directory: None,
+            load_balance: None,
+            codec: Codec::default(),
+            timeout: DEFAULT_TIMEOUT,
+            stub: PhantomData,
+        }
+    }
+
+    /// The service version to call (default: none).
+    pub fn version(mut self, version: impl Into<Arc<str>>) -> ClientBuilder<S> {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds one provider address (`host:port`).
+    pub fn address(mut self, address: impl Into<String>) -> ClientBuilder<S> {
+        self.addresses.push(address.into());
+        self
+    }
+
+    /// Adds provider addresses.
+    pub fn addresses<I, A>(mut self, addresses: I) -> ClientBuilder<S>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        self.addresses.extend(addresses.into_iter().map(Into::into));
+        self
+    }
+
+    /// The transport to reach providers with (required with addresses).
+    pub fn transport(mut self, transport: impl Transport) -> ClientBuilder<S> {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Takes providers from `directory` instead of a static address list.
+    pub fn directory(mut self, directory: impl Directory) -> ClientBuilder<S> {
+        self.directory = Some(Arc::new(directory));
+        self
+    }
+
+    /// How a provider is picked per call (default: [`RoundRobin`]).
+    pub fn load_balance(mut self, load_balance: impl LoadBalance) -> ClientBuilder<S> {
+        self.load_balance = Some(Arc::new(load_balance));
+        self
+    }
+
+    /// The codec of every call (default: bincode).
+    pub fn codec(mut self, codec: Codec) -> ClientBuilder<S> {
+        self.codec = codec;
+        self
+    }
+
+    /// Default timeout of a call (default: 1000 ms); a method's `timeout_ms` overrides it.
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder<S> {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Builds the client. Connections open lazily, on the first call.
+    pub fn build(self) -> Result<S> {
+        let directory: Arc<dyn Directory> = match (self.directory, self.transport) {
+            (Some(directory), _) => directory,
+            (None, Some(transport)) => {
+                if self.addresses.is_empty() {
+                    return Err(Error::Config(format!(
+                        "client for {} has no provider addresses; call .address(...)",
+                        self.service
+                    )));
+                }
+                Arc::new(StaticDirectory::connect(transport.as_ref(), &self.addresses)?)
+            }
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "client for {} has no transport; call .transport(...)",
+                    self.service
+                )));
+            }
+        };
+        let load_balance = self
+            .load_balance
+            .unwrap_or_else(|| Arc::new(RoundRobin::default()));
+        let stack = ServiceBuilder::new()
+            .layer(DeadlineLayer)
+            .service(Balance::new(self.service.clone(), directory, load_balance));
+        let client = Client {
+            shared: Arc::new(Shared {
+                service: self.service,
+                version: self.version,
+                codec: self.codec,
+                timeout: self.timeout,
+                stack: BoxCloneSyncService::new(stack),
+            }),
+            timeout: None,
+            attachments: Attachments::new(),
+        };
+        Ok(S::from_client(client))
+    }
+}

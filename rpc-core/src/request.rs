@@ -1,0 +1,90 @@
+//! The envelope of a call as it moves through the consumer and provider pipelines.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
+use crate::server::Skeleton;
+use crate::{Attachments, Codec, Context};
+
+/// A call leaving the consumer: routing head, metadata and the encoded arguments.
+///
+/// The arguments are already encoded, so routing, balancing and the transport never look
+/// inside them.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Service name.
+    pub service: Arc<str>,
+    /// Service version (may be empty).
+    pub version: Arc<str>,
+    /// Method name.
+    pub method: Cow<'static, str>,
+    /// Caller metadata; the deadline travels separately in [`Request::deadline`].
+    pub attachments: Attachments,
+    /// Codec of `body`; the provider answers in the same codec.
+    pub codec: Codec,
+    /// No response is expected.
+    pub oneway: bool,
+    /// The call's time budget, for error messages.
+    pub timeout: Duration,
+    /// When the caller stops waiting. Transports send the time left to the provider.
+    pub deadline: Instant,
+    /// The encoded arguments (a tuple of all arguments).
+    pub body: Bytes,
+}
+
+/// A successful answer: the encoded result in the request's codec (empty for one-way calls).
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Codec of `body`.
+    pub codec: Codec,
+    /// The encoded return value.
+    pub body: Bytes,
+}
+
+/// A call arriving at a provider, already resolved to a method of a registered skeleton.
+#[derive(Clone)]
+pub struct ServerRequest {
+    /// The method to run.
+    pub method: MethodRef,
+    /// Attachments, deadline and peer of the call.
+    pub context: Context,
+    /// Codec of `body`.
+    pub codec: Codec,
+    /// The encoded arguments.
+    pub body: Bytes,
+}
+
+impl std::fmt::Debug for ServerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerRequest")
+            .field("service", &self.method.service().name)
+            .field("method", &self.method.descriptor().name)
+            .field("codec", &self.codec)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// One method of one registered skeleton. Resolving names to it happens once per request,
+/// without allocating.
+#[derive(Clone)]
+pub struct MethodRef {
+    pub(crate) skeleton: Arc<dyn Skeleton>,
+    pub(crate) index: usize,
+}
+
+impl MethodRef {
+    /// The method's descriptor.
+    pub fn descriptor(&self) -> &'static MethodDescriptor {
+        &self.skeleton.descriptor().methods[self.index]
+    }
+
+    /// The service's descriptor.
+    pub fn service(&self) -> &'static ServiceDescriptor {
+        self.skeleton.descriptor()
+    }
+}

@@ -1,0 +1,121 @@
+//! Response status codes of the wire protocol and their mapping to [`Error`].
+//!
+//! The numbers are Dubbo's own, so a capture of our traffic reads like Dubbo's.
+
+use crate::Error;
+
+/// The status byte of a response frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// 20: the call succeeded; the body holds the encoded result.
+    Ok,
+    /// 25: the provider could not decode the arguments or encode the result.
+    SerializationError,
+    /// 30: the caller's deadline passed.
+    ClientTimeout,
+    /// 31: the provider stopped the work because the deadline passed.
+    ServerTimeout,
+    /// 40: the request could not be read (unknown codec, malformed head, frame too large).
+    BadRequest,
+    /// 50: the response could not be read.
+    BadResponse,
+    /// 60: no such service, version or method on this provider.
+    ServiceNotFound,
+    /// 70: the handler failed (it panicked).
+    ServiceError,
+    /// 80: the provider failed outside the handler.
+    ServerError,
+    /// 90: the caller failed.
+    ClientError,
+    /// 100: the provider refused the call (overloaded or shutting down).
+    ServerOverloaded,
+    /// Any other byte, kept as received so nothing is lost.
+    Other(u8),
+}
+
+impl Status {
+    /// The wire byte.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Ok => 20,
+            Status::SerializationError => 25,
+            Status::ClientTimeout => 30,
+            Status::ServerTimeout => 31,
+            Status::BadRequest => 40,
+            Status::BadResponse => 50,
+            Status::ServiceNotFound => 60,
+            Status::ServiceError => 70,
+            Status::ServerError => 80,
+            Status::ClientError => 90,
+            Status::ServerOverloaded => 100,
+            Status::Other(code) => code,
+        }
+    }
+
+    /// Reads a wire byte; unknown values are kept as [`Status::Other`].
+    pub fn from_code(code: u8) -> Status {
+        match code {
+            20 => Status::Ok,
+            25 => Status::SerializationError,
+            30 => Status::ClientTimeout,
+            31 => Status::ServerTimeout,
+            40 => Status::BadRequest,
+            50 => Status::BadResponse,
+            60 => Status::ServiceNotFound,
+            70 => Status::ServiceError,
+            80 => Status::ServerError,
+            90 => Status::ClientError,
+            100 => Status::ServerOverloaded,
+            other => Status::Other(other),
+        }
+    }
+
+    /// The status a provider answers with when serving a call failed with `error`.
+    pub fn for_error(error: &Error) -> Status {
+        match error {
+            Error::Codec { .. } => Status::SerializationError,
+            Error::UnknownCodec(_) | Error::Protocol(_) | Error::FrameTooLarge { .. } => {
+                Status::BadRequest
+            }
+            Error::Timeout(_) => Status::ServerTimeout,
+            Error::ServiceNotFound { .. } | Error::MethodNotFound { .. } => Status::ServiceNotFound,
+            Error::Remote { status, .. } => *status,
+            Error::Rejected(_) => Status::ServerOverloaded,
+            Error::Handler(_) => Status::ServiceError,
+            _ => Status::ServerError,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Status::Ok => "ok",
+            Status::SerializationError => "serialization error",
+            Status::ClientTimeout => "client timeout",
+            Status::ServerTimeout => "server timeout",
+            Status::BadRequest => "bad request",
+            Status::BadResponse => "bad response",
+            Status::ServiceNotFound => "service not found",
+            Status::ServiceError => "service error",
+            Status::ServerError => "server error",
+            Status::ClientError => "client error",
+            Status::ServerOverloaded => "server overloaded",
+            Status::Other(_) => "unknown status",
+        };
+        write!(f, "{} ({name})", self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_round_trips() {
+        for code in 0..=u8::MAX {
+            assert_eq!(Status::from_code(code).code(), code);
+        }
+    }
+}
