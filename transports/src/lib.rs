@@ -1,1 +1,8 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+pub mod tcp;
+
+pub use error::Error;
+pub use tcp::{TcpConfig, TcpTransport};

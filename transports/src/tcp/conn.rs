@@ -1,0 +1,189 @@
+//! What both ends of a connection share: the batched writer and the heartbeat timer.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Header};
+use rpc_core::{Error, Result};
+
+/// Frames waiting to be written.
+///
+/// Every task appends its encoded frame to one buffer under a short lock; the writer task
+/// swaps the whole buffer out and writes it with one syscall. Under load many frames go out
+/// per write, and nothing is allocated per frame.
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    wake: Notify,
+    limit: usize,
+}
+
+struct OutboxState {
+    buf: BytesMut,
+    closed: bool,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(OutboxState {
+                buf: BytesMut::with_capacity(8 * 1024),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Appends one frame written by `encode`. Fails when the connection is closed or when
+    /// the peer reads so slowly that `limit` bytes are already waiting.
+    pub(crate) fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<()> {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(Error::transport("connection closed"));
+            }
+            if state.buf.len() >= self.limit {
+                return Err(Error::Rejected(format!(
+                    "{} bytes already waiting to be written to this connection",
+                    state.buf.len()
+                )));
+            }
+            encode(&mut state.buf);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops accepting frames; the writer flushes what is queued, then ends.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        // A panic while holding this lock can only come from `encode` writing to a BytesMut
+        // (allocation failure); the buffer is still consistent, so keep using it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Writes queued frames until the outbox is closed and drained, or the socket fails.
+pub(crate) async fn write_loop(
+    outbox: Arc<Outbox>,
+    mut socket: OwnedWriteHalf,
+    activity: Arc<Activity>,
+) -> std::io::Result<()> {
+    let mut batch = BytesMut::with_capacity(8 * 1024);
+    loop {
+        let closed = {
+            let mut state = outbox.lock();
+            std::mem::swap(&mut state.buf, &mut batch);
+            state.closed
+        };
+        if batch.is_empty() {
+            if closed {
+                let _ = socket.shutdown().await;
+                return Ok(());
+            }
+            outbox.wake.notified().await;
+            continue;
+        }
+        socket.write_all(&batch).await?;
+        activity.wrote();
+        batch.clear();
+    }
+}
+
+/// When the connection last read and wrote, for heartbeats and idle detection.
+pub(crate) struct Activity {
+    origin: Instant,
+    last_read_ms: AtomicU64,
+    last_write_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Activity {
+        Activity {
+            origin: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn read(&self) {
+        self.last_read_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn wrote(&self) {
+        self.last_write_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.origin + Duration::from_millis(ms)
+    }
+}
+
+/// Sends a heartbeat request after `heartbeat` without traffic in either direction, and
+/// returns once nothing was read for `idle_timeout` (the caller then closes).
+pub(crate) async fn keepalive(
+    outbox: &Outbox,
+    activity: &Activity,
+    heartbeat: Duration,
+    idle_timeout: Duration,
+    next_id: impl Fn() -> u64,
+) {
+    loop {
+        let last_read = activity.at(activity.last_read_ms.load(Ordering::Relaxed));
+        let last_write = activity.at(activity.last_write_ms.load(Ordering::Relaxed));
+        let now = Instant::now();
+        if now >= last_read + idle_timeout {
+            return;
+        }
+        let quiet_since = last_read.min(last_write);
+        if now >= quiet_since + heartbeat {
+            let id = next_id();
+            let sent = outbox.push(|buf| {
+                Header {
+                    flags: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
+                    status: 0,
+                    request_id: id,
+                    body_len: 0,
+                }
+                .encode(buf)
+            });
+            if sent.is_err() {
+                return;
+            }
+            // The write time updates once the writer runs; wait a full period before the
+            // next heartbeat rather than re-reading a stale timestamp.
+            tokio::time::sleep(heartbeat.min(last_read + idle_timeout - now)).await;
+            continue;
+        }
+        let wake = (quiet_since + heartbeat).min(last_read + idle_timeout);
+        tokio::time::sleep_until(wake).await;
+    }
+}
+
+/// Ends `work` when `token` is cancelled.
+pub(crate) async fn until_cancelled<F: std::future::Future<Output = ()>>(
+    token: &CancellationToken,
+    work: F,
+) {
+    tokio::select! {
+        _ = token.cancelled() => {}
+        _ = work => {}
+    }
+}

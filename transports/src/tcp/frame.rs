@@ -1,0 +1,247 @@
+//! The 16-byte header and frame decoding (Dubbo's layout).
+//!
+//! ```text
+//! 0      2       3        4               12          16
+//! | magic | flags | status | request id u64 | length u32 | body ...
+//!  0xdabb   0x80 request, 0x40 two-way, 0x20 event, low 5 bits serialization id
+//! ```
+//! All integers are big endian.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use crate::Error;
+
+/// The two magic bytes that open every frame.
+pub const MAGIC: u16 = 0xdabb;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 16;
+/// Default limit on a frame's body: 8 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: u32 = 8 * 1024 * 1024;
+
+/// Flag bit: the frame is a request (clear: a response).
+pub const FLAG_REQUEST: u8 = 0x80;
+/// Flag bit: the request expects a response (clear: one-way).
+pub const FLAG_TWO_WAY: u8 = 0x40;
+/// Flag bit: an event (heartbeat, cancellation) rather than a call.
+pub const FLAG_EVENT: u8 = 0x20;
+/// Mask of the serialization id bits.
+pub const SERIALIZATION_MASK: u8 = 0x1f;
+
+/// The decoded fixed header of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Flag bits and serialization id.
+    pub flags: u8,
+    /// Response status (0 in requests).
+    pub status: u8,
+    /// Matches a response to its request.
+    pub request_id: u64,
+    /// Length of the body that follows.
+    pub body_len: u32,
+}
+
+impl Header {
+    /// True for requests (calls, heartbeat requests, cancellations).
+    pub fn is_request(&self) -> bool {
+        self.flags & FLAG_REQUEST != 0
+    }
+
+    /// True when a response is expected.
+    pub fn is_two_way(&self) -> bool {
+        self.flags & FLAG_TWO_WAY != 0
+    }
+
+    /// True for events (heartbeats, cancellations).
+    pub fn is_event(&self) -> bool {
+        self.flags & FLAG_EVENT != 0
+    }
+
+    /// The serialization id in the low 5 bits.
+    pub fn serialization_id(&self) -> u8 {
+        self.flags & SERIALIZATION_MASK
+    }
+
+    /// Appends the 16 header bytes to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.reserve(HEADER_LEN);
+        out.put_u16(MAGIC);
+        out.put_u8(self.flags);
+        out.put_u8(self.status);
+        out.put_u64(self.request_id);
+        out.put_u32(self.body_len);
+    }
+
+    /// Reads a header from the first 16 bytes of `bytes`; `None` if fewer are there.
+    pub fn decode(mut bytes: &[u8]) -> Result<Option<Header>, Error> {
+        if bytes.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let magic = bytes.get_u16();
+        if magic != MAGIC {
+            return Err(Error::BadMagic(magic));
+        }
+        Ok(Some(Header {
+            flags: bytes.get_u8(),
+            status: bytes.get_u8(),
+            request_id: bytes.get_u64(),
+            body_len: bytes.get_u32(),
+        }))
+    }
+}
+
+/// A whole frame: header and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The fixed header (its `body_len` equals `body.len()`).
+    pub header: Header,
+    /// The body, sharing the read buffer's memory.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// A frame with `flags`, `status`, `request_id` and `body`.
+    pub fn new(flags: u8, status: u8, request_id: u64, body: Bytes) -> Frame {
+        Frame {
+            header: Header {
+                flags,
+                status,
+                request_id,
+                body_len: body.len() as u32,
+            },
+            body,
+        }
+    }
+
+    /// Appends header and body to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        self.header.encode(out);
+        out.extend_from_slice(&self.body);
+    }
+}
+
+/// Splits a byte stream into frames, many per buffer fill.
+///
+/// The declared length is checked against the limit before any memory is reserved for the
+/// body, so a hostile length costs nothing.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max_frame_len: u32,
+}
+
+impl FrameDecoder {
+    /// A decoder rejecting bodies longer than `max_frame_len`.
+    pub fn new(max_frame_len: u32) -> FrameDecoder {
+        FrameDecoder { max_frame_len }
+    }
+}
+
+impl Default for FrameDecoder {
+    fn default() -> FrameDecoder {
+        FrameDecoder::new(DEFAULT_MAX_FRAME_LEN)
+    }
+}
+
+impl Decoder for FrameDecoder {
+    type Item = Frame;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        let Some(header) = Header::decode(src)? else {
+            return Ok(None);
+        };
+        if header.body_len > self.max_frame_len {
+            return Err(Error::FrameTooLarge {
+                size: header.body_len,
+                limit: self.max_frame_len,
+                request_id: header.request_id,
+                two_way_request: header.is_request() && header.is_two_way(),
+            });
+        }
+        let total = HEADER_LEN + header.body_len as usize;
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_LEN);
+        let body = src.split_to(header.body_len as usize).freeze();
+        Ok(Some(Frame { header, body }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame() -> impl Strategy<Value = Frame> {
+        (
+            any::<u8>(),
+            any::<u8>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..2048),
+        )
+            .prop_map(|(flags, status, id, body)| Frame::new(flags, status, id, body.into()))
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_before_allocating() {
+        let mut buf = BytesMut::new();
+        Header {
+            flags: FLAG_REQUEST | FLAG_TWO_WAY,
+            status: 0,
+            request_id: 7,
+            body_len: DEFAULT_MAX_FRAME_LEN + 1,
+        }
+        .encode(&mut buf);
+        let capacity = buf.capacity();
+        let err = FrameDecoder::default().decode(&mut buf);
+        assert!(matches!(
+            err,
+            Err(Error::FrameTooLarge { size, limit, request_id: 7, two_way_request: true })
+                if size == DEFAULT_MAX_FRAME_LEN + 1 && limit == DEFAULT_MAX_FRAME_LEN
+        ));
+        assert_eq!(buf.capacity(), capacity);
+    }
+
+    #[test]
+    fn bad_magic_is_rejected() {
+        let mut buf = BytesMut::from(&[0xca, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
+        assert!(matches!(
+            FrameDecoder::default().decode(&mut buf),
+            Err(Error::BadMagic(0xcafe))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip_across_any_split(frames in proptest::collection::vec(frame(), 1..8), split in 0usize..4096) {
+            let mut wire = BytesMut::new();
+            for f in &frames {
+                f.encode(&mut wire);
+            }
+            let split = split.min(wire.len());
+            let mut decoder = FrameDecoder::default();
+            let mut buf = BytesMut::from(&wire[..split]);
+            let mut out = Vec::new();
+            while let Some(f) = decoder.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                out.push(f);
+            }
+            buf.extend_from_slice(&wire[split..]);
+            while let Some(f) = decoder.decode(&mut buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                out.push(f);
+            }
+            prop_assert_eq!(out, frames);
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn any_bytes_decode_to_frames_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..4096), limit in 0u32..4096) {
+            let mut decoder = FrameDecoder::new(limit);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                prop_assert!(frame.body.len() as u32 <= limit);
+            }
+        }
+    }
+}
