@@ -1,8 +1,109 @@
-//! `#[service]` (placeholder until the generator lands).
-use proc_macro::TokenStream;
+//! The `#[service]` attribute: turns a trait into an RPC service.
+//!
+//! Use it through `rpc_core::service`; the generated code names `::rpc_core::...` paths
+//! only, so the user crate needs `rpc-core` (and `serde` for its own types) and nothing
+//! else.
+//!
+//! ```ignore
+//! #[rpc_core::service(name = "demo.Greeter", version = "1.0.0")]
+//! pub trait Greeter {
+//!     /// Says hello.
+//!     async fn greet(&self, name: String) -> Result<String, GreetError>;
+//!
+//!     #[rpc(timeout_ms = 200, retries = 0, cluster = "failfast", idempotent, hash_arg = "order")]
+//!     async fn charge(&self, order: Order, amount: u64) -> Result<Receipt, GreetError>;
+//!
+//!     #[rpc(oneway)]
+//!     async fn log(&self, line: String);
+//!
+//!     /// `&Context` first: the handler sees attachments, deadline and peer.
+//!     async fn whoami(&self, cx: &rpc_core::Context) -> String;
+//! }
+//! ```
+//!
+//! # What it generates
+//!
+//! For a trait `Greeter` (every item gets the trait's visibility):
+//!
+//! - **The trait itself**, with `Send + Sync + 'static` supertraits and each
+//!   `async fn m(&self, ..) -> R` rewritten to
+//!   `fn m(&self, ..) -> impl Future<Output = R> + Send`. Implementations still write
+//!   `async fn`; the `Send` bound lets the server run handlers on any worker thread.
+//!   `#[rpc(...)]` attributes are removed, docs and other attributes kept.
+//! - **`GREETER_DESCRIPTOR`**, a `static rpc_core::ServiceDescriptor`: the service name
+//!   (`name = ".."`, default the trait name), version (`version = ".."`, default empty) and
+//!   one `MethodDescriptor` per method in declaration order, holding the argument names and
+//!   the `#[rpc(...)]` options.
+//! - **`GreeterClient`**, the stub: `builder()` (a `ClientBuilder` preset with name and
+//!   version), `new(Client)`, `client()`, `with_timeout(..)`, `with_attachment(k, v)`, and per
+//!   method `async fn m(&self, args..) -> Result<R, rpc_core::Error>` (`Result<(), _>` for
+//!   one-way methods, which do not wait for the provider). The `&Context` argument is not
+//!   part of the stub. Arguments travel as one tuple.
+//! - **`GreeterServer<T>`**, the skeleton: `new(T)`, `from_arc(Arc<T>)`, and
+//!   `impl<T: Greeter> rpc_core::Skeleton`, to register with `ServerBuilder::add_service`.
+//!
+//! # Method rules
+//!
+//! Every method is `async fn name(&self, arg: Type, ..)`, with no generics and no default
+//! body. Arguments are plain names with owned types that implement `Serialize` and
+//! `DeserializeOwned` (no references, no `impl Trait`); the return type too. The optional
+//! first argument `cx: &Context` (or `&rpc_core::Context`) gives the handler the request
+//! context. Method names `builder`, `new`, `client`, `with_timeout` and `with_attachment`
+//! are taken by the stub.
+//!
+//! # Method options: `#[rpc(...)]`
+//!
+//! | option | meaning |
+//! |---|---|
+//! | `timeout_ms = 200` | per-method timeout, overriding the client's default |
+//! | `retries = 2` | retries for the failover cluster mode |
+//! | `oneway` | the caller does not wait for a response; the method must return `()` |
+//! | `idempotent` | safe to run twice, so cluster modes may retry it after sending |
+//! | `cluster = "failfast"` | cluster mode name |
+//! | `loadbalance = "random"` | load-balance name |
+//! | `hash_arg = "order"` | the argument that keys consistent hashing |
+//!
+//! Every mistake (unknown or repeated option, wrong literal, a non-async method, `&mut
+//! self`, a reference argument...) is a compile error at the offending token that says what
+//! to write instead.
 
-/// Turns a trait into a service.
+mod descriptor;
+mod model;
+mod skeleton;
+mod stub;
+mod trait_def;
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::ItemTrait;
+
+/// Turns a trait into an RPC service: the trait, its descriptor, a client stub and a server
+/// skeleton. See the crate documentation for the rules and the generated API.
 #[proc_macro_attribute]
-pub fn service(_attr: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut item = match syn::parse::<ItemTrait>(item) {
+        Ok(item) => item,
+        Err(error) => {
+            let message = format!("#[service] applies to a trait: {error}");
+            return syn::Error::new(error.span(), message)
+                .into_compile_error()
+                .into();
+        }
+    };
+    match model::Service::parse(attr.into(), &mut item) {
+        Ok(service) => {
+            let trait_def = trait_def::generate(&service);
+            let descriptor = descriptor::generate(&service);
+            let stub = stub::generate(&service);
+            let skeleton = skeleton::generate(&service);
+            quote!(#trait_def #descriptor #stub #skeleton).into()
+        }
+        Err(error) => {
+            // Emit the trait too (without `#[rpc]`, which rustc would not know), so the
+            // only errors are ours and not "cannot find trait" in every impl.
+            model::strip_rpc_attrs(&mut item);
+            let error = error.into_compile_error();
+            quote!(#error #item).into()
+        }
+    }
 }

@@ -49,6 +49,7 @@ pub type ProviderService = BoxCloneSyncService<ServerRequest, Response, Error>;
 #[derive(Clone)]
 pub struct Dispatcher {
     services: Arc<HashMap<&'static str, Vec<Arc<dyn Skeleton>>>>,
+    codecs: Arc<[Codec]>,
     stack: ProviderService,
 }
 
@@ -64,7 +65,25 @@ impl Dispatcher {
         }
         Dispatcher {
             services: Arc::new(services),
+            codecs: Codec::ALL.into(),
             stack: BoxCloneSyncService::new(Dispatch::new()),
+        }
+    }
+
+    /// Accepts calls only in `codecs`; others get a bad-request answer.
+    pub fn with_codecs(mut self, codecs: &[Codec]) -> Dispatcher {
+        self.codecs = codecs.into();
+        self
+    }
+
+    /// Fails with [`Error::Protocol`] when `codec` is not enabled on this server.
+    pub fn check_codec(&self, codec: Codec) -> Result<()> {
+        if self.codecs.contains(&codec) {
+            Ok(())
+        } else {
+            Err(Error::Protocol(format!(
+                "codec {codec} is not enabled on this server"
+            )))
         }
     }
 
@@ -126,10 +145,17 @@ impl Dispatcher {
 pub struct ServerBuilder {
     transport: Option<Arc<dyn Transport>>,
     skeletons: Vec<Arc<dyn Skeleton>>,
+    codecs: Vec<Codec>,
     shutdown_timeout: Duration,
 }
 
 impl ServerBuilder {
+    /// The codecs callers may use (default: all). Calls in another codec get status 40.
+    pub fn codecs(mut self, codecs: impl IntoIterator<Item = Codec>) -> ServerBuilder {
+        self.codecs = codecs.into_iter().collect();
+        self
+    }
+
     /// The transport to serve on (required).
     pub fn transport(mut self, transport: impl Transport) -> ServerBuilder {
         self.transport = Some(Arc::new(transport));
@@ -158,7 +184,10 @@ impl ServerBuilder {
                 "server has no services; call .add_service(...)".into(),
             ));
         }
-        let dispatcher = Dispatcher::new(self.skeletons);
+        if self.codecs.is_empty() {
+            return Err(Error::Config("server has no codecs enabled".into()));
+        }
+        let dispatcher = Dispatcher::new(self.skeletons).with_codecs(&self.codecs);
         let listener = transport.bind(address, dispatcher.clone()).await?;
         let (shutdown, _) = watch::channel(false);
         tracing::info!(address = %listener.local_addr(), services = ?dispatcher.descriptors().iter().map(|d| d.name).collect::<Vec<_>>(), "server listening");
@@ -188,6 +217,7 @@ impl Server {
         ServerBuilder {
             transport: None,
             skeletons: Vec::new(),
+            codecs: Codec::ALL.to_vec(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }

@@ -300,6 +300,7 @@ async fn on_frame(
 
 fn decode_request(shared: &Shared, peer: SocketAddr, frame: &Frame) -> Result<ServerRequest> {
     let codec = Codec::from_id(frame.header.serialization_id())?;
+    shared.dispatcher.check_codec(codec)?;
     let head = decode_head(&frame.body)?;
     if shared.draining.is_cancelled() {
         return Err(Error::Rejected("server is shutting down".into()));

@@ -1,0 +1,720 @@
+//! The parsed form of a `#[service]` trait, and every check made on it.
+//!
+//! Parsing happens once, here; the generators (`trait_def`, `descriptor`, `stub`,
+//! `skeleton`) only read the model and never fail.
+
+use proc_macro2::TokenStream;
+use quote::{ToTokens, format_ident};
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::{
+    Attribute, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemTrait, Lit, LitInt, LitStr, Pat,
+    PathArguments, ReturnType, TraitItem, TraitItemFn, Type, Visibility,
+};
+
+/// Names the generated `<Trait>Client` defines itself; a method with one of them would clash.
+const CLIENT_METHODS: &[&str] = &[
+    "builder",
+    "new",
+    "client",
+    "with_timeout",
+    "with_attachment",
+];
+
+/// A `#[service]` trait.
+pub(crate) struct Service {
+    /// The trait as written, minus the `#[rpc(...)]` attributes.
+    pub(crate) item: ItemTrait,
+    /// Name callers use (`name = "..."`, default: the trait name).
+    pub(crate) name: String,
+    /// Version (`version = "..."`, default: empty).
+    pub(crate) version: String,
+    /// The methods, in declaration order.
+    pub(crate) methods: Vec<Method>,
+}
+
+/// One method of the trait.
+pub(crate) struct Method {
+    /// The Rust name.
+    pub(crate) ident: Ident,
+    /// The name on the wire (the Rust name without `r#`).
+    pub(crate) wire_name: String,
+    /// The method's `///` docs, copied onto the client stub.
+    pub(crate) docs: Vec<Attribute>,
+    /// The first argument is `&Context`: the handler receives the request context.
+    pub(crate) context: bool,
+    /// The arguments that travel on the wire (the `&Context` argument excluded).
+    pub(crate) args: Vec<Arg>,
+    /// The declared return type, `()` when there is none.
+    pub(crate) output: Type,
+    /// Options from `#[rpc(...)]`.
+    pub(crate) options: MethodOptions,
+}
+
+/// One wire argument: `ident: ty`.
+pub(crate) struct Arg {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+}
+
+/// Per-method options from `#[rpc(...)]`; see the crate docs for their meaning.
+#[derive(Default)]
+pub(crate) struct MethodOptions {
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) retries: Option<u32>,
+    pub(crate) oneway: bool,
+    pub(crate) idempotent: bool,
+    pub(crate) cluster: Option<String>,
+    pub(crate) loadbalance: Option<String>,
+    /// The argument named by `hash_arg`, as written (for a well-placed error).
+    pub(crate) hash_arg: Option<LitStr>,
+}
+
+impl Service {
+    /// Parses the attribute arguments and the trait, reporting every problem found.
+    pub(crate) fn parse(attr: TokenStream, item: &mut ItemTrait) -> syn::Result<Service> {
+        let mut errors = Errors::default();
+        let args = errors.take(parse_service_args(attr)).unwrap_or_default();
+        errors.take(check_trait(item));
+
+        let mut methods = Vec::new();
+        for trait_item in &mut item.items {
+            match trait_item {
+                TraitItem::Fn(method) => {
+                    if let Some(method) = errors.take(Method::parse(method)) {
+                        methods.push(method);
+                    }
+                }
+                other => errors.push(syn::Error::new_spanned(
+                    &*other,
+                    "a #[service] trait holds only `async fn` methods; move this item to \
+                     another trait or an inherent impl",
+                )),
+            }
+        }
+        check_method_names(item, &methods, &mut errors);
+        errors.finish()?;
+
+        Ok(Service {
+            name: args.name.unwrap_or_else(|| item.ident.unraw().to_string()),
+            version: args.version.unwrap_or_default(),
+            item: item.clone(),
+            methods,
+        })
+    }
+
+    /// The trait's identifier.
+    pub(crate) fn ident(&self) -> &Ident {
+        &self.item.ident
+    }
+
+    /// The trait's visibility, given to every generated item.
+    pub(crate) fn vis(&self) -> &Visibility {
+        &self.item.vis
+    }
+
+    /// `GREETER_DESCRIPTOR` for `Greeter`.
+    pub(crate) fn descriptor_ident(&self) -> Ident {
+        let name = screaming_snake(&self.ident().unraw().to_string());
+        format_ident!("{}_DESCRIPTOR", name)
+    }
+
+    /// `GreeterClient` for `Greeter`.
+    pub(crate) fn client_ident(&self) -> Ident {
+        format_ident!("{}Client", self.ident().unraw())
+    }
+
+    /// `GreeterServer` for `Greeter`.
+    pub(crate) fn server_ident(&self) -> Ident {
+        format_ident!("{}Server", self.ident().unraw())
+    }
+}
+
+/// Removes the `#[rpc(...)]` attributes from every method, so the trait can be emitted
+/// unchanged next to the errors when parsing fails.
+pub(crate) fn strip_rpc_attrs(item: &mut ItemTrait) {
+    for trait_item in &mut item.items {
+        if let TraitItem::Fn(method) = trait_item {
+            method.attrs.retain(|attr| !attr.path().is_ident("rpc"));
+        }
+    }
+}
+
+#[derive(Default)]
+struct ServiceArgs {
+    name: Option<String>,
+    version: Option<String>,
+}
+
+fn parse_service_args(attr: TokenStream) -> syn::Result<ServiceArgs> {
+    let mut args = ServiceArgs::default();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("name") {
+            set_once(&meta, &mut args.name, |meta| {
+                let name = string_value(meta, "name = \"demo.Greeter\"")?;
+                if name.value().trim().is_empty() {
+                    return Err(syn::Error::new_spanned(
+                        &name,
+                        "the service name is empty; write `name = \"demo.Greeter\"` or leave \
+                         `name` out to use the trait name",
+                    ));
+                }
+                Ok(name.value())
+            })
+        } else if meta.path.is_ident("version") {
+            set_once(&meta, &mut args.version, |meta| {
+                Ok(string_value(meta, "version = \"1.0.0\"")?.value())
+            })
+        } else {
+            Err(syn::Error::new_spanned(
+                &meta.path,
+                format!(
+                    "unknown #[service] option `{}`; expected `name = \"...\"` or `version = \"...\"`",
+                    meta.path.to_token_stream()
+                ),
+            ))
+        }
+    });
+    parser.parse2(attr)?;
+    Ok(args)
+}
+
+fn check_trait(item: &ItemTrait) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    if let Some(unsafety) = &item.unsafety {
+        errors.push(syn::Error::new_spanned(
+            unsafety,
+            "a #[service] trait cannot be `unsafe`; remove `unsafe`",
+        ));
+    }
+    if let Some(auto) = &item.auto_token {
+        errors.push(syn::Error::new_spanned(
+            auto,
+            "a #[service] trait cannot be an auto trait; remove `auto`",
+        ));
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &item.generics,
+            "a #[service] trait cannot be generic; use concrete types in its methods",
+        ));
+    }
+    if item.items.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &item.ident,
+            "a #[service] trait needs at least one `async fn` method",
+        ));
+    }
+    errors.finish()
+}
+
+fn check_method_names(item: &ItemTrait, methods: &[Method], errors: &mut Errors) {
+    let client = format_ident!("{}Client", item.ident.unraw());
+    for (i, method) in methods.iter().enumerate() {
+        if methods[..i]
+            .iter()
+            .any(|earlier| earlier.wire_name == method.wire_name)
+        {
+            errors.push(syn::Error::new_spanned(
+                &method.ident,
+                format!(
+                    "duplicate method `{}`: every method of a service needs its own name; \
+                     rename one of them",
+                    method.wire_name
+                ),
+            ));
+        }
+        if CLIENT_METHODS.contains(&method.wire_name.as_str()) {
+            errors.push(syn::Error::new_spanned(
+                &method.ident,
+                format!(
+                    "method `{}` clashes with the generated `{client}::{}`; rename the method",
+                    method.wire_name, method.wire_name
+                ),
+            ));
+        }
+    }
+}
+
+impl Method {
+    fn parse(method: &mut TraitItemFn) -> syn::Result<Method> {
+        let mut errors = Errors::default();
+        let options = errors.take(MethodOptions::parse(&method.attrs));
+        method.attrs.retain(|attr| !attr.path().is_ident("rpc"));
+        let sig = &method.sig;
+        let name = sig.ident.unraw().to_string();
+
+        if let Some(body) = &method.default {
+            errors.push(syn::Error::new_spanned(
+                body,
+                "a #[service] method cannot have a default body; end the declaration with `;` \
+                 and implement it in the `impl` for your type",
+            ));
+        }
+        if sig.asyncness.is_none() {
+            errors.push(syn::Error::new_spanned(
+                sig.fn_token,
+                format!("a #[service] method must be async; write `async fn {name}(&self, ...)`"),
+            ));
+        }
+        if let Some(constness) = &sig.constness {
+            errors.push(syn::Error::new_spanned(
+                constness,
+                "a #[service] method cannot be `const`; remove `const`",
+            ));
+        }
+        if let Some(unsafety) = &sig.unsafety {
+            errors.push(syn::Error::new_spanned(
+                unsafety,
+                "a #[service] method cannot be `unsafe`; remove `unsafe`",
+            ));
+        }
+        if let Some(abi) = &sig.abi {
+            errors.push(syn::Error::new_spanned(
+                abi,
+                "a #[service] method cannot have an ABI; remove `extern`",
+            ));
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            errors.push(syn::Error::new_spanned(
+                &sig.generics,
+                "a #[service] method cannot be generic; use concrete, serializable types",
+            ));
+        }
+        if let Some(variadic) = &sig.variadic {
+            errors.push(syn::Error::new_spanned(
+                variadic,
+                "a #[service] method cannot be variadic",
+            ));
+        }
+
+        let mut inputs = sig.inputs.iter();
+        match inputs.next() {
+            Some(FnArg::Receiver(receiver)) => {
+                if receiver.reference.is_none() || receiver.colon_token.is_some() {
+                    errors.push(syn::Error::new_spanned(
+                        receiver,
+                        "a #[service] method takes `&self`; write `&self` (the server shares \
+                         one instance between concurrent calls)",
+                    ));
+                } else if let Some(mutability) = &receiver.mutability {
+                    errors.push(syn::Error::new_spanned(
+                        quote::quote!(& #mutability self),
+                        "a #[service] method takes `&self`, not `&mut self`: the server calls it \
+                         concurrently; write `&self` and keep mutable state behind a `Mutex` or \
+                         an atomic",
+                    ));
+                }
+            }
+            _ => errors.push(syn::Error::new_spanned(
+                &sig.ident,
+                format!(
+                    "a #[service] method takes `&self` first; write `async fn {name}(&self, ...)`"
+                ),
+            )),
+        }
+
+        let mut context = false;
+        let mut args = Vec::new();
+        for (position, input) in inputs.enumerate() {
+            let FnArg::Typed(typed) = input else {
+                continue; // a second receiver: rustc reports it
+            };
+            if is_context(&typed.ty) {
+                if position == 0 {
+                    context = true;
+                } else {
+                    errors.push(syn::Error::new_spanned(
+                        &typed.ty,
+                        "`&Context` must be the first argument after `&self`; move it there",
+                    ));
+                }
+                continue;
+            }
+            let ident = match &*typed.pat {
+                Pat::Ident(pat)
+                    if pat.by_ref.is_none() && pat.mutability.is_none() && pat.subpat.is_none() =>
+                {
+                    Some(pat.ident.clone())
+                }
+                pat => {
+                    errors.push(syn::Error::new_spanned(
+                        pat,
+                        "a #[service] argument must be a plain name (`name: Type`); its name \
+                         goes into the service descriptor",
+                    ));
+                    None
+                }
+            };
+            if let Err(error) = check_owned(&typed.ty, "argument") {
+                errors.push(error);
+            }
+            if let Some(ident) = ident {
+                args.push(Arg {
+                    ident,
+                    ty: (*typed.ty).clone(),
+                });
+            }
+        }
+
+        let output = match &sig.output {
+            ReturnType::Default => syn::parse_quote!(()),
+            ReturnType::Type(_, ty) => {
+                if let Err(error) = check_owned(ty, "return type") {
+                    errors.push(error);
+                }
+                (**ty).clone()
+            }
+        };
+
+        if let Some(options) = &options
+            && options.oneway
+            && !is_unit(&output)
+        {
+            errors.push(syn::Error::new_spanned(
+                &sig.output,
+                format!(
+                    "a `oneway` method returns nothing to its caller; remove `{}` or remove \
+                     `oneway`",
+                    sig.output.to_token_stream()
+                ),
+            ));
+        }
+        let hash_arg = options.as_ref().and_then(|o| o.hash_arg.as_ref());
+        if let Some(lit) = hash_arg
+            && !args.iter().any(|arg| arg.ident.unraw() == lit.value())
+        {
+            let names: Vec<String> = args
+                .iter()
+                .map(|arg| format!("`{}`", arg.ident.unraw()))
+                .collect();
+            let expected = if names.is_empty() {
+                format!("`{name}` has no arguments to hash; remove `hash_arg`")
+            } else {
+                format!("expected one of {}", names.join(", "))
+            };
+            errors.push(syn::Error::new_spanned(
+                lit,
+                format!(
+                    "`hash_arg = \"{}\"` names no argument of `{name}`; {expected}",
+                    lit.value()
+                ),
+            ));
+        }
+        errors.finish()?;
+
+        let docs = method
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("doc"))
+            .cloned()
+            .collect();
+        let options = options.unwrap_or_default();
+        Ok(Method {
+            ident: sig.ident.clone(),
+            wire_name: name,
+            docs,
+            context,
+            args,
+            output,
+            options,
+        })
+    }
+}
+
+impl MethodOptions {
+    fn parse(attrs: &[Attribute]) -> syn::Result<MethodOptions> {
+        let mut timeout_ms = None;
+        let mut retries = None;
+        let mut oneway = None;
+        let mut idempotent = None;
+        let mut cluster = None;
+        let mut loadbalance = None;
+        let mut hash_arg = None;
+        let mut errors = Errors::default();
+        for attr in attrs.iter().filter(|attr| attr.path().is_ident("rpc")) {
+            if let syn::Meta::Path(path) = &attr.meta {
+                errors.push(syn::Error::new_spanned(
+                    path,
+                    "`#[rpc]` needs options; write e.g. `#[rpc(timeout_ms = 200)]` or remove it",
+                ));
+                continue;
+            }
+            errors.take(attr.parse_nested_meta(|meta| {
+                let key = meta.path.get_ident().map(Ident::to_string);
+                match key.as_deref() {
+                    Some("timeout_ms") => set_once(&meta, &mut timeout_ms, |meta| {
+                        let lit = int_value(meta, "timeout_ms = 200")?;
+                        let value: u64 = lit.base10_parse()?;
+                        if value == 0 {
+                            return Err(syn::Error::new_spanned(
+                                lit,
+                                "`timeout_ms` must be at least 1; leave it out to use the \
+                                 client's default timeout",
+                            ));
+                        }
+                        Ok(value)
+                    }),
+                    Some("retries") => set_once(&meta, &mut retries, |meta| {
+                        int_value(meta, "retries = 2")?.base10_parse::<u32>()
+                    }),
+                    Some("oneway") => set_once(&meta, &mut oneway, |meta| flag(meta, "oneway")),
+                    Some("idempotent") => {
+                        set_once(&meta, &mut idempotent, |meta| flag(meta, "idempotent"))
+                    }
+                    Some("cluster") => set_once(&meta, &mut cluster, |meta| {
+                        Ok(string_value(meta, "cluster = \"failfast\"")?.value())
+                    }),
+                    Some("loadbalance") => set_once(&meta, &mut loadbalance, |meta| {
+                        Ok(string_value(meta, "loadbalance = \"random\"")?.value())
+                    }),
+                    Some("hash_arg") => set_once(&meta, &mut hash_arg, |meta| {
+                        string_value(meta, "hash_arg = \"<argument name>\"")
+                    }),
+                    _ => Err(syn::Error::new_spanned(
+                        &meta.path,
+                        format!(
+                            "unknown #[rpc] option `{}`; expected one of `timeout_ms = <int>`, \
+                             `retries = <int>`, `oneway`, `idempotent`, `cluster = \"...\"`, \
+                             `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`",
+                            meta.path.to_token_stream()
+                        ),
+                    )),
+                }
+            }));
+        }
+        errors.finish()?;
+        Ok(MethodOptions {
+            timeout_ms,
+            retries,
+            oneway: oneway.is_some(),
+            idempotent: idempotent.is_some(),
+            cluster,
+            loadbalance,
+            hash_arg,
+        })
+    }
+}
+
+/// Parses one option's value into `slot`, rejecting a second occurrence of the key.
+fn set_once<T>(
+    meta: &ParseNestedMeta<'_>,
+    slot: &mut Option<T>,
+    parse: impl FnOnce(&ParseNestedMeta<'_>) -> syn::Result<T>,
+) -> syn::Result<()> {
+    if slot.is_some() {
+        let key = meta.path.to_token_stream();
+        return Err(syn::Error::new_spanned(
+            &meta.path,
+            format!("duplicate option `{key}`; give `{key}` once"),
+        ));
+    }
+    *slot = Some(parse(meta)?);
+    Ok(())
+}
+
+/// The literal after `key =`, as an expression so that `-1` or `x` get our message.
+fn literal(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<Expr> {
+    let key = meta.path.to_token_stream();
+    if !meta.input.peek(syn::Token![=]) {
+        return Err(syn::Error::new_spanned(
+            &meta.path,
+            format!("`{key}` needs a value; write `{example}`"),
+        ));
+    }
+    meta.value()?.parse::<Expr>()
+}
+
+fn string_value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<LitStr> {
+    match literal(meta, example)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{}` takes a string literal; write `{example}`",
+                meta.path.to_token_stream()
+            ),
+        )),
+    }
+}
+
+fn int_value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<LitInt> {
+    match literal(meta, example)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => Ok(lit),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{}` takes a non-negative integer literal; write `{example}`",
+                meta.path.to_token_stream()
+            ),
+        )),
+    }
+}
+
+fn flag(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
+        return Err(syn::Error::new_spanned(
+            &meta.path,
+            format!("`{key}` is a flag and takes no value; write `#[rpc({key})]`"),
+        ));
+    }
+    Ok(())
+}
+
+/// `&Context`, `&rpc_core::Context`, `&::rpc_core::Context`...: a shared reference to a
+/// path ending in `Context`.
+fn is_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) if reference.mutability.is_none() => match &*reference.elem {
+            Type::Path(path) => {
+                path.qself.is_none()
+                    && path.path.segments.last().is_some_and(|segment| {
+                        segment.ident == "Context" && segment.arguments.is_none()
+                    })
+            }
+            _ => false,
+        },
+        Type::Group(group) => is_context(&group.elem),
+        Type::Paren(paren) => is_context(&paren.elem),
+        _ => false,
+    }
+}
+
+fn is_unit(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(tuple) => tuple.elems.is_empty(),
+        Type::Paren(paren) => is_unit(&paren.elem),
+        Type::Group(group) => is_unit(&group.elem),
+        _ => false,
+    }
+}
+
+/// Arguments and results cross the wire by value: no borrowed or opaque types.
+fn check_owned(ty: &Type, what: &str) -> syn::Result<()> {
+    let owned = "types that cross the wire must be owned (serde `DeserializeOwned`)";
+    match ty {
+        Type::Reference(reference) => {
+            let hint = match &*reference.elem {
+                Type::Path(path) if path.path.is_ident("str") => "`String`".to_owned(),
+                Type::Slice(slice) => format!("`Vec<{}>`", slice.elem.to_token_stream()),
+                elem => format!("`{}`", elem.to_token_stream()),
+            };
+            Err(syn::Error::new_spanned(
+                ty,
+                format!("a #[service] {what} cannot be a reference: {owned}; use {hint} instead"),
+            ))
+        }
+        Type::ImplTrait(_) => Err(syn::Error::new_spanned(
+            ty,
+            format!(
+                "a #[service] {what} cannot be `impl Trait`; use a concrete, serializable type"
+            ),
+        )),
+        Type::TraitObject(_) => Err(syn::Error::new_spanned(
+            ty,
+            format!(
+                "a #[service] {what} cannot be a trait object; use a concrete, serializable type"
+            ),
+        )),
+        Type::Ptr(_) | Type::BareFn(_) | Type::Never(_) => Err(syn::Error::new_spanned(
+            ty,
+            format!("a #[service] {what} must be a serializable data type"),
+        )),
+        Type::Infer(_) => Err(syn::Error::new_spanned(
+            ty,
+            format!("a #[service] {what} needs a written type"),
+        )),
+        Type::Paren(inner) => check_owned(&inner.elem, what),
+        Type::Group(inner) => check_owned(&inner.elem, what),
+        Type::Array(array) => check_owned(&array.elem, what),
+        Type::Slice(slice) => check_owned(&slice.elem, what),
+        Type::Tuple(tuple) => tuple
+            .elems
+            .iter()
+            .try_for_each(|elem| check_owned(elem, what)),
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_owned(&qself.ty, what)?;
+            }
+            for segment in &path.path.segments {
+                if let PathArguments::AngleBracketed(generics) = &segment.arguments {
+                    for arg in &generics.args {
+                        match arg {
+                            GenericArgument::Type(ty) => check_owned(ty, what)?,
+                            GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
+                                return Err(syn::Error::new_spanned(
+                                    lifetime,
+                                    format!(
+                                        "a #[service] {what} cannot borrow: {owned}; use \
+                                         `'static` or an owned type"
+                                    ),
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `HTTPGreeter2Service` -> `HTTP_GREETER2_SERVICE`.
+fn screaming_snake(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower) {
+                out.push('_');
+            }
+        }
+        out.extend(c.to_uppercase());
+    }
+    out
+}
+
+/// Collects errors so one expansion reports every problem, not just the first.
+#[derive(Default)]
+struct Errors {
+    error: Option<syn::Error>,
+}
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.error {
+            Some(existing) => existing.combine(error),
+            None => self.error = Some(error),
+        }
+    }
+
+    fn take<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|error| self.push(error)).ok()
+    }
+
+    fn finish(self) -> syn::Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::screaming_snake;
+
+    #[test]
+    fn screaming_snake_splits_words_and_acronyms() {
+        assert_eq!(screaming_snake("Greeter"), "GREETER");
+        assert_eq!(screaming_snake("OrderService"), "ORDER_SERVICE");
+        assert_eq!(screaming_snake("HTTPGateway"), "HTTP_GATEWAY");
+        assert_eq!(screaming_snake("Echo2Service"), "ECHO2_SERVICE");
+    }
+}

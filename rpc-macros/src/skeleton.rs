@@ -1,0 +1,109 @@
+//! The server skeleton `<Trait>Server<T>`: decodes, calls the implementation, encodes.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::model::{Method, Service};
+
+/// The skeleton struct, its constructors and its `Skeleton` impl.
+pub(crate) fn generate(service: &Service) -> TokenStream {
+    let vis = service.vis();
+    let trait_ident = service.ident();
+    let server = service.server_ident();
+    let descriptor = service.descriptor_ident();
+    let uses_context = service.methods.iter().any(|method| method.context);
+    let cx = if uses_context {
+        format_ident!("cx")
+    } else {
+        format_ident!("_cx")
+    };
+    let arms = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| arm(service, index, method));
+    let server_name = server.to_string();
+    let doc = format!(
+        "Server skeleton of [`{trait_ident}`]: serves an implementation `T` through \
+         [`rpc_core::Skeleton`]; pass it to `ServerBuilder::add_service`."
+    );
+    quote! {
+        #[doc = #doc]
+        #vis struct #server<T> {
+            inner: ::std::sync::Arc<T>,
+        }
+
+        #[allow(dead_code)]
+        impl<T: #trait_ident> #server<T> {
+            /// Serves `inner`.
+            #vis fn new(inner: T) -> Self {
+                Self::from_arc(::std::sync::Arc::new(inner))
+            }
+
+            /// Serves an implementation that is shared with other code.
+            #vis fn from_arc(inner: ::std::sync::Arc<T>) -> Self {
+                Self { inner }
+            }
+        }
+
+        impl<T> ::core::clone::Clone for #server<T> {
+            fn clone(&self) -> Self {
+                Self { inner: ::std::sync::Arc::clone(&self.inner) }
+            }
+        }
+
+        impl<T> ::core::fmt::Debug for #server<T> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#server_name)
+                    .field("service", &#descriptor.name)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T: #trait_ident> ::rpc_core::Skeleton for #server<T> {
+            fn descriptor(&self) -> &'static ::rpc_core::ServiceDescriptor {
+                &#descriptor
+            }
+
+            fn call(
+                &self,
+                method: usize,
+                #cx: ::rpc_core::Context,
+                codec: ::rpc_core::Codec,
+                args: ::rpc_core::__private::Bytes,
+            ) -> ::rpc_core::__private::BoxFuture<
+                'static,
+                ::rpc_core::Result<::rpc_core::__private::Bytes>,
+            > {
+                let inner = ::std::sync::Arc::clone(&self.inner);
+                match method {
+                    #(#arms)*
+                    _ => ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Err(
+                        ::rpc_core::Error::MethodNotFound {
+                            service: ::std::borrow::ToOwned::to_owned(#descriptor.name),
+                            method: ::std::format!("#{}", method),
+                        },
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
+    let trait_ident = service.ident();
+    let ident = &method.ident;
+    let types = method.args.iter().map(|arg| &arg.ty);
+    let bindings: Vec<_> = (0..method.args.len())
+        .map(|i| format_ident!("arg{}", i))
+        .collect();
+    let cx = method.context.then(|| quote!(&cx,));
+    quote! {
+        #index => ::std::boxed::Box::pin(async move {
+            let (#(#bindings,)*) =
+                ::rpc_core::__private::decode_args::<(#(#types,)*)>(codec, &args)?;
+            let ret = <T as #trait_ident>::#ident(&inner, #cx #(#bindings),*).await;
+            ::rpc_core::__private::encode_result(codec, &ret)
+        }),
+    }
+}

@@ -1,0 +1,122 @@
+//! The client stub `<Trait>Client`: one typed method per trait method over a `Client`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::model::{Method, Service};
+
+/// The stub struct, its `FromClient` impl and its inherent methods.
+pub(crate) fn generate(service: &Service) -> TokenStream {
+    let vis = service.vis();
+    let trait_ident = service.ident();
+    let client = service.client_ident();
+    let descriptor = service.descriptor_ident();
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| stub_method(service, index, method));
+    let doc = format!(
+        "Client stub of [`{trait_ident}`]: each method encodes its arguments, calls a provider \
+         and decodes the result.\n\nBuild one with [`{client}::builder`]; per-call options \
+         ([`{client}::with_timeout`], [`{client}::with_attachment`]) return a modified copy."
+    );
+    quote! {
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+        #vis struct #client {
+            client: ::rpc_core::Client,
+        }
+
+        impl ::rpc_core::client::FromClient for #client {
+            fn from_client(client: ::rpc_core::Client) -> Self {
+                Self { client }
+            }
+        }
+
+        #[allow(dead_code)]
+        impl #client {
+            /// Starts building a client for this service, with its name and version preset.
+            #vis fn builder() -> ::rpc_core::ClientBuilder<Self> {
+                ::rpc_core::ClientBuilder::new(#descriptor.name).version(#descriptor.version)
+            }
+
+            /// Wraps an untyped client (which must be built for this service).
+            #vis fn new(client: ::rpc_core::Client) -> Self {
+                Self { client }
+            }
+
+            /// The untyped client underneath.
+            #vis fn client(&self) -> &::rpc_core::Client {
+                &self.client
+            }
+
+            /// A copy whose calls use `timeout`, overriding the method's and the client's default.
+            #vis fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                Self { client: self.client.with_timeout(timeout) }
+            }
+
+            /// A copy whose calls carry the attachment `key = value`.
+            #vis fn with_attachment(
+                &self,
+                key: impl ::core::convert::Into<::std::string::String>,
+                value: impl ::core::convert::Into<::std::string::String>,
+            ) -> Self {
+                Self { client: self.client.with_attachment(key, value) }
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream {
+    let vis = service.vis();
+    let descriptor = service.descriptor_ident();
+    let ident = &method.ident;
+    let params = method.args.iter().map(|arg| {
+        let (ident, ty) = (&arg.ident, &arg.ty);
+        quote!(#ident: #ty)
+    });
+    // Each reference carries its argument's span, so a type that is not `Serialize` is
+    // reported at the argument rather than at the attribute.
+    let refs = method.args.iter().map(|arg| {
+        let ident = &arg.ident;
+        quote_spanned!(arg.ty.span()=> &#ident)
+    });
+    let docs = if method.docs.is_empty() {
+        let doc = format!(
+            "Calls `{}` on a provider of [`{}`].",
+            method.wire_name,
+            service.ident()
+        );
+        quote!(#[doc = #doc])
+    } else {
+        let docs = &method.docs;
+        quote!(#(#docs)*)
+    };
+    let method_ref = quote!(&#descriptor.methods[#index]);
+    if method.options.oneway {
+        quote! {
+            #docs
+            ///
+            /// One-way: returns once the request is handed to the transport.
+            #vis async fn #ident(&self, #(#params),*)
+                -> ::core::result::Result<(), ::rpc_core::Error>
+            {
+                self.client.call_oneway(#method_ref, &(#(#refs,)*)).await
+            }
+        }
+    } else {
+        let output = &method.output;
+        quote! {
+            #docs
+            #vis async fn #ident(&self, #(#params),*)
+                -> ::core::result::Result<#output, ::rpc_core::Error>
+            {
+                self.client.call(#method_ref, &(#(#refs,)*)).await
+            }
+        }
+    }
+}
