@@ -1,0 +1,143 @@
+//! A probe service whose implementation records what happened to each call.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rpc_core::{Codec, Context, Server};
+use transports::{TcpConfig, TcpTransport};
+
+/// Test service.
+#[rpc_core::service(name = "test.Probe")]
+pub trait Probe {
+    /// Returns its argument.
+    async fn echo(&self, text: String) -> String;
+    /// Sleeps, counting starts, completions and aborted runs.
+    async fn sleep(&self, millis: u64) -> u64;
+    /// Same, with a 100 ms method timeout.
+    #[rpc(timeout_ms = 100)]
+    async fn sleep_briefly(&self, millis: u64) -> u64;
+    /// The attachment `key`, plus the caller's address.
+    async fn attachment(&self, cx: &Context, key: String) -> (Option<String>, Option<String>);
+    /// Records `value` without answering.
+    #[rpc(oneway)]
+    async fn record(&self, value: u64);
+    /// Panics with a message.
+    async fn explode(&self, message: String) -> u32;
+}
+
+/// Counters shared between a test and the provider.
+#[derive(Default)]
+pub struct Stats {
+    pub started: AtomicU64,
+    pub finished: AtomicU64,
+    pub aborted: AtomicU64,
+    pub recorded: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct ProbeImpl {
+    pub stats: Arc<Stats>,
+}
+
+struct AbortGuard {
+    stats: Arc<Stats>,
+    done: bool,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.stats.aborted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl ProbeImpl {
+    async fn nap(&self, millis: u64) -> u64 {
+        self.stats.started.fetch_add(1, Ordering::SeqCst);
+        let mut guard = AbortGuard {
+            stats: self.stats.clone(),
+            done: false,
+        };
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        guard.done = true;
+        self.stats.finished.fetch_add(1, Ordering::SeqCst);
+        millis
+    }
+}
+
+impl Probe for ProbeImpl {
+    async fn echo(&self, text: String) -> String {
+        text
+    }
+
+    async fn sleep(&self, millis: u64) -> u64 {
+        self.nap(millis).await
+    }
+
+    async fn sleep_briefly(&self, millis: u64) -> u64 {
+        self.nap(millis).await
+    }
+
+    async fn attachment(&self, cx: &Context, key: String) -> (Option<String>, Option<String>) {
+        (
+            cx.attachment(&key).map(str::to_owned),
+            cx.peer_addr().map(|a| a.to_string()),
+        )
+    }
+
+    async fn record(&self, _value: u64) {
+        self.stats.recorded.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn explode(&self, message: String) -> u32 {
+        panic!("{message}")
+    }
+}
+
+/// A provider serving `ProbeImpl` on a free loopback port.
+pub async fn start(config: TcpConfig, shutdown_timeout: Duration) -> (Server, Arc<Stats>) {
+    let probe = ProbeImpl::default();
+    let stats = probe.stats.clone();
+    let server = Server::builder()
+        .transport(TcpTransport::new(config))
+        .add_service(ProbeServer::new(probe))
+        .shutdown_timeout(shutdown_timeout)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind a free loopback port");
+    (server, stats)
+}
+
+/// A client of the probe at `address`.
+pub fn client(address: SocketAddr, codec: Codec) -> ProbeClient {
+    ProbeClient::builder()
+        .transport(TcpTransport::default())
+        .address(address.to_string())
+        .codec(codec)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client config is valid")
+}
+
+/// Polls `condition` until it holds or `within` passes; returns how long it took.
+pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if condition() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    condition().then(|| started.elapsed())
+}
