@@ -58,7 +58,10 @@ impl StaticRegistry {
     pub fn new(providers: impl IntoIterator<Item = ProviderUrl>) -> StaticRegistry {
         let mut grouped: BTreeMap<String, Vec<ProviderUrl>> = BTreeMap::new();
         for url in providers {
-            grouped.entry(url.service().to_owned()).or_default().push(url);
+            grouped
+                .entry(url.service().to_owned())
+                .or_default()
+                .push(url);
         }
         StaticRegistry {
             services: Mutex::new(

@@ -84,7 +84,9 @@ impl FromStr for ProviderUrl {
             url: text.chars().take(256).collect(),
             reason: reason.to_owned(),
         };
-        let (scheme, rest) = text.split_once("://").ok_or_else(|| invalid("missing scheme"))?;
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| invalid("missing scheme"))?;
         if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid("scheme must be letters and digits"));
         }

@@ -29,7 +29,11 @@ pub trait Transport: Send + Sync + 'static {
     fn connect(&self, address: &str) -> Result<Channel>;
 
     /// Starts serving `dispatcher` on `address`; port 0 picks a free port.
-    fn bind(&self, address: &str, dispatcher: Dispatcher) -> BoxFuture<'static, Result<Box<dyn Listener>>>;
+    fn bind(
+        &self,
+        address: &str,
+        dispatcher: Dispatcher,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>>>;
 }
 
 /// A bound, serving endpoint returned by [`Transport::bind`].

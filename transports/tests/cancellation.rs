@@ -16,7 +16,11 @@ async fn dropping_a_call_aborts_the_handler_on_the_provider() {
         let probe = probe.clone();
         tokio::spawn(async move { probe.sleep(30_000).await })
     };
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
+            .await
+            .is_some()
+    );
     call.abort();
     let took = eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1).await;
     eprintln!("handler aborted {took:?} after the caller dropped the call");
@@ -37,9 +41,17 @@ async fn cancelling_one_call_leaves_the_others_running() {
         let probe = probe.clone();
         tokio::spawn(async move { probe.sleep(30_000).await })
     };
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 2).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 2)
+            .await
+            .is_some()
+    );
     drop_me.abort();
     assert_eq!(keep.await.unwrap().unwrap(), 400);
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1)
+            .await
+            .is_some()
+    );
     assert_eq!(Stats::get(&stats.finished), 1);
 }

@@ -13,9 +13,15 @@ async fn a_call_past_its_deadline_fails_with_timeout_and_the_provider_drops_the_
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(1)).await;
     let probe = client(server.local_addr(), Codec::Bincode);
     let started = Instant::now();
-    let result = probe.with_timeout(Duration::from_millis(150)).sleep(5_000).await;
+    let result = probe
+        .with_timeout(Duration::from_millis(150))
+        .sleep(5_000)
+        .await;
     let waited = started.elapsed();
-    assert!(matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(150)), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(150)),
+        "{result:?}"
+    );
     assert!(waited < Duration::from_secs(3), "caller waited {waited:?}");
     let aborted = eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1).await;
     eprintln!("caller gave up after {waited:?}; provider aborted the handler {aborted:?} later");
@@ -32,7 +38,11 @@ async fn the_provider_stops_work_at_the_deadline_it_was_sent() {
     let probe = client(server.local_addr(), Codec::Json);
     let result = probe.sleep_briefly(2_000).await;
     assert!(result.as_ref().is_err_and(Error::is_timeout), "{result:?}");
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1)
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,8 +51,14 @@ async fn a_method_timeout_overrides_the_client_default_and_a_per_call_timeout_ov
     let probe = client(server.local_addr(), Codec::Json);
     // Client default is 10 s; the method says 100 ms.
     let result = probe.sleep_briefly(1_000).await;
-    assert!(matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(100)), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Timeout(d)) if d == Duration::from_millis(100)),
+        "{result:?}"
+    );
     // A per-call timeout wins over the method's.
-    let result = probe.with_timeout(Duration::from_secs(5)).sleep_briefly(300).await;
+    let result = probe
+        .with_timeout(Duration::from_secs(5))
+        .sleep_briefly(300)
+        .await;
     assert_eq!(result.unwrap(), 300);
 }

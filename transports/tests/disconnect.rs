@@ -19,7 +19,13 @@ async fn disconnect_fails_all_in_flight_calls() {
             tokio::spawn(async move { probe.sleep(60_000).await })
         })
         .collect();
-    assert!(eventually(Duration::from_secs(5), || common::Stats::get(&stats.started) == 50).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || common::Stats::get(
+            &stats.started
+        ) == 50)
+        .await
+        .is_some()
+    );
     let started = Instant::now();
     server.shutdown().await;
     for call in calls {
@@ -29,7 +35,10 @@ async fn disconnect_fails_all_in_flight_calls() {
             .unwrap();
         assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
     }
-    eprintln!("50 in-flight calls failed {:?} after the disconnect", started.elapsed());
+    eprintln!(
+        "50 in-flight calls failed {:?} after the disconnect",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,7 +50,10 @@ async fn the_client_reconnects_when_the_provider_comes_back() {
     server.shutdown().await;
 
     // While it is down, calls fail quickly instead of hanging.
-    let result = probe.with_timeout(Duration::from_secs(5)).echo("down".into()).await;
+    let result = probe
+        .with_timeout(Duration::from_secs(5))
+        .echo("down".into())
+        .await;
     assert!(result.is_err(), "{result:?}");
 
     let restarted = Instant::now();

@@ -31,7 +31,10 @@ async fn attachments_reach_the_handler() {
     assert_eq!(value.as_deref(), Some("acme"));
     assert!(peer.unwrap().starts_with("127.0.0.1:"));
     let (missing, _) = probe.attachment("tenant".into()).await.unwrap();
-    assert_eq!(missing, None, "with_attachment must not change the original client");
+    assert_eq!(
+        missing, None,
+        "with_attachment must not change the original client"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +53,11 @@ async fn many_concurrent_calls_share_one_connection() {
     for call in calls {
         peers.insert(call.await.unwrap());
     }
-    assert_eq!(peers.len(), 1, "every call used the same connection: {peers:?}");
+    assert_eq!(
+        peers.len(),
+        1,
+        "every call used the same connection: {peers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,12 +116,16 @@ async fn a_server_limited_to_json_refuses_bincode_with_bad_request() {
         .bind("127.0.0.1:0")
         .await
         .unwrap();
-    let refused = client(server.local_addr(), Codec::Bincode).echo("x".into()).await;
+    let refused = client(server.local_addr(), Codec::Bincode)
+        .echo("x".into())
+        .await;
     assert!(
         matches!(&refused, Err(Error::Remote { status: Status::BadRequest, message }) if message.contains("bincode")),
         "{refused:?}"
     );
-    let accepted = client(server.local_addr(), Codec::Json).echo("x".into()).await;
+    let accepted = client(server.local_addr(), Codec::Json)
+        .echo("x".into())
+        .await;
     assert_eq!(accepted.unwrap(), "x");
 }
 
@@ -129,7 +140,11 @@ async fn oneway_calls_reach_the_provider_without_a_response() {
         common::Stats::get(&stats.recorded) == 100
     })
     .await;
-    assert!(took.is_some(), "recorded {}", common::Stats::get(&stats.recorded));
+    assert!(
+        took.is_some(),
+        "recorded {}",
+        common::Stats::get(&stats.recorded)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

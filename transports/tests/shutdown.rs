@@ -19,7 +19,11 @@ async fn graceful_shutdown_finishes_in_flight_calls() {
             tokio::spawn(async move { probe.sleep(300).await })
         })
         .collect();
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 10).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 10)
+            .await
+            .is_some()
+    );
     let started = Instant::now();
     server.shutdown().await;
     eprintln!("drained 10 calls of 300 ms in {:?}", started.elapsed());
@@ -39,15 +43,25 @@ async fn new_calls_are_rejected_while_draining() {
         let probe = probe.clone();
         tokio::spawn(async move { probe.sleep(800).await })
     };
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
+            .await
+            .is_some()
+    );
     let handle = server.handle();
     let draining = tokio::spawn(server.run_until(std::future::pending()));
     handle.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = probe.echo("late".into()).await;
-    assert!(matches!(&refused, Err(Error::Rejected(m)) if m.contains("shutting down")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(Error::Rejected(m)) if m.contains("shutting down")),
+        "{refused:?}"
+    );
     assert_eq!(in_flight.await.unwrap().unwrap(), 800);
-    tokio::time::timeout(Duration::from_secs(10), draining).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), draining)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,14 +70,26 @@ async fn shutdown_is_bounded_by_its_timeout() {
     let probe = client(server.local_addr(), Codec::Json);
     let stuck = {
         let probe = probe.clone();
-        tokio::spawn(async move { probe.with_timeout(Duration::from_secs(60)).sleep(60_000).await })
+        tokio::spawn(async move {
+            probe
+                .with_timeout(Duration::from_secs(60))
+                .sleep(60_000)
+                .await
+        })
     };
-    assert!(eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
+            .await
+            .is_some()
+    );
     let started = Instant::now();
     server.shutdown().await;
     let took = started.elapsed();
     eprintln!("shutdown with a stuck call took {took:?} (timeout 200 ms)");
     assert!(took < Duration::from_secs(5));
-    let result = tokio::time::timeout(Duration::from_secs(5), stuck).await.unwrap().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), stuck)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
 }

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use examples::{EchoClient, EchoServer, Echoer, GreetError, GreeterClient, GreeterServer, Greeting};
+use examples::{
+    EchoClient, EchoServer, Echoer, GreetError, GreeterClient, GreeterServer, Greeting,
+};
 use rpc_core::{Client, Codec, Error, Server, Status};
 use transports::TcpTransport;
 
@@ -65,7 +67,10 @@ async fn run() -> Result<Report, Error> {
         println!("provider-{i} listening on {}", server.local_addr());
         providers.push(server);
     }
-    let addresses: Vec<String> = providers.iter().map(|p| p.local_addr().to_string()).collect();
+    let addresses: Vec<String> = providers
+        .iter()
+        .map(|p| p.local_addr().to_string())
+        .collect();
     let mut report = Report {
         passed: 0,
         failed: 0,
@@ -84,7 +89,13 @@ async fn run() -> Result<Report, Error> {
         for name in ["ada", "bob", "cy"] {
             let reply = greeter.greet(name.into()).await?;
             if let Ok(text) = &reply {
-                answered_by.insert(text.rsplit("from ").next().unwrap_or("").trim_end_matches(')').to_owned());
+                answered_by.insert(
+                    text.rsplit("from ")
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches(')')
+                        .to_owned(),
+                );
             }
             report.check(
                 &format!("greet({name:?})"),
@@ -101,7 +112,10 @@ async fn run() -> Result<Report, Error> {
         let sum = greeter.add(40, 2).await?;
         report.check("add(40, 2)", sum == 42, sum);
 
-        let traced = greeter.with_attachment("trace-id", "qs-42").trace_id().await?;
+        let traced = greeter
+            .with_attachment("trace-id", "qs-42")
+            .trace_id()
+            .await?;
         report.check(
             "attachment reaches the handler",
             traced.as_deref() == Some("qs-42"),
@@ -118,7 +132,11 @@ async fn run() -> Result<Report, Error> {
             .build()?;
         let payload = vec![7u8; 4096];
         let echoed = echo.echo(payload.clone()).await?;
-        report.check("echo 4 KiB", echoed == payload, format!("{} bytes", echoed.len()));
+        report.check(
+            "echo 4 KiB",
+            echoed == payload,
+            format!("{} bytes", echoed.len()),
+        );
 
         let started = Instant::now();
         let late = greeter.slow(1000).await;
@@ -147,7 +165,13 @@ async fn run() -> Result<Report, Error> {
         let missing = examples::GreeterClient::new(wrong_version).add(1, 2).await;
         report.check(
             "unknown version gets the provider's message",
-            matches!(&missing, Err(Error::Remote { status: Status::ServiceNotFound, .. })),
+            matches!(
+                &missing,
+                Err(Error::Remote {
+                    status: Status::ServiceNotFound,
+                    ..
+                })
+            ),
             display(&missing),
         );
     }

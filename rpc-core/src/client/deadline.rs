@@ -103,6 +103,9 @@ mod tests {
             .layer(fast)
             .oneshot(request(Duration::from_millis(100)))
             .await;
-        assert_eq!(response.map(|r| r.body).ok(), Some(bytes::Bytes::from_static(b"ok")));
+        assert_eq!(
+            response.map(|r| r.body).ok(),
+            Some(bytes::Bytes::from_static(b"ok"))
+        );
     }
 }

@@ -127,7 +127,10 @@ impl Service<Request> for Balance {
             let service = self.service.to_string();
             return Box::pin(async move { Err(Error::NoProvider(service)) });
         }
-        let index = self.load_balance.pick(&providers, &req).min(providers.len() - 1);
+        let index = self
+            .load_balance
+            .pick(&providers, &req)
+            .min(providers.len() - 1);
         let channel = providers[index].channel.clone();
         Box::pin(channel.oneshot(req))
     }

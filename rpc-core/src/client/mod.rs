@@ -247,7 +247,10 @@ impl<S: FromClient> ClientBuilder<S> {
                         self.service
                     )));
                 }
-                Arc::new(StaticDirectory::connect(transport.as_ref(), &self.addresses)?)
+                Arc::new(StaticDirectory::connect(
+                    transport.as_ref(),
+                    &self.addresses,
+                )?)
             }
             (None, None) => {
                 return Err(Error::Config(format!(

@@ -102,9 +102,7 @@ impl Dispatcher {
         let skeleton = candidates
             .iter()
             .find(|s| s.descriptor().version == version)
-            .or_else(|| {
-                (version.is_empty() && candidates.len() == 1).then(|| &candidates[0])
-            })
+            .or_else(|| (version.is_empty() && candidates.len() == 1).then(|| &candidates[0]))
             .ok_or_else(|| Error::ServiceNotFound {
                 service: service.to_owned(),
                 version: version.to_owned(),

@@ -314,12 +314,10 @@ impl Connection {
             return;
         };
         let result = match Status::from_code(header.status) {
-            Status::Ok => {
-                Codec::from_id(header.serialization_id()).map(|codec| Response {
-                    codec,
-                    body: frame.body,
-                })
-            }
+            Status::Ok => Codec::from_id(header.serialization_id()).map(|codec| Response {
+                codec,
+                body: frame.body,
+            }),
             status => Err(Error::from_status(
                 status,
                 String::from_utf8_lossy(&frame.body).into_owned(),

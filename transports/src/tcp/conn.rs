@@ -72,7 +72,9 @@ impl Outbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
         // A panic while holding this lock can only come from `encode` writing to a BytesMut
         // (allocation failure); the buffer is still consistent, so keep using it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use rpc_core::Result;
 use rpc_core::server::Dispatcher;
 use rpc_core::transport::{Channel, Listener, Transport};
-use rpc_core::Result;
 use tower::util::BoxCloneSyncService;
 
 /// Settings of the TCP transport; the defaults follow Dubbo where it has one.
@@ -113,7 +113,15 @@ impl Transport for TcpTransport {
         )))
     }
 
-    fn bind(&self, address: &str, dispatcher: Dispatcher) -> BoxFuture<'static, Result<Box<dyn Listener>>> {
-        Box::pin(server::bind(address.to_owned(), dispatcher, self.config.clone()))
+    fn bind(
+        &self,
+        address: &str,
+        dispatcher: Dispatcher,
+    ) -> BoxFuture<'static, Result<Box<dyn Listener>>> {
+        Box::pin(server::bind(
+            address.to_owned(),
+            dispatcher,
+            self.config.clone(),
+        ))
     }
 }

@@ -64,7 +64,9 @@ pub(crate) async fn bind(
         calls: TaskTracker::new(),
         connections: TaskTracker::new(),
     });
-    shared.connections.spawn(accept_loop(listener, shared.clone()));
+    shared
+        .connections
+        .spawn(accept_loop(listener, shared.clone()));
     Ok(Box::new(TcpServer { local_addr, shared }))
 }
 
@@ -78,7 +80,10 @@ impl Listener for TcpServer {
         Box::pin(async move {
             shared.draining.cancel();
             shared.calls.close();
-            if tokio::time::timeout(grace, shared.calls.wait()).await.is_err() {
+            if tokio::time::timeout(grace, shared.calls.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     in_flight = shared.calls.len(),
                     ?grace,
@@ -182,7 +187,8 @@ async fn serve_connection(
         activity.clone(),
     ));
     let mut service = shared.dispatcher.service();
-    let mut frames = FramedRead::with_capacity(read, FrameDecoder::new(config.max_frame_len), 8 * 1024);
+    let mut frames =
+        FramedRead::with_capacity(read, FrameDecoder::new(config.max_frame_len), 8 * 1024);
     let heartbeat_ids = std::sync::atomic::AtomicU64::new(1 << 63);
     let idle = keepalive(
         &connection.outbox,
