@@ -72,6 +72,7 @@ mod model;
 mod skeleton;
 mod stub;
 mod trait_def;
+mod wire_types;
 
 use proc_macro::TokenStream;
 use quote::quote;
@@ -94,9 +95,10 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
         Ok(service) => {
             let trait_def = trait_def::generate(&service);
             let descriptor = descriptor::generate(&service);
+            let wire_types = wire_types::generate(&service);
             let stub = stub::generate(&service);
             let skeleton = skeleton::generate(&service);
-            quote!(#trait_def #descriptor #stub #skeleton).into()
+            quote!(#trait_def #wire_types #descriptor #stub #skeleton).into()
         }
         Err(error) => {
             // Emit the trait too (without `#[rpc]`, which rustc would not know), so the

@@ -298,9 +298,9 @@ impl Method {
                         "a #[service] method takes `&self`; write `&self` (the server shares \
                          one instance between concurrent calls)",
                     ));
-                } else if let Some(mutability) = &receiver.mutability {
+                } else if receiver.mutability.is_some() {
                     errors.push(syn::Error::new_spanned(
-                        quote::quote!(& #mutability self),
+                        receiver,
                         "a #[service] method takes `&self`, not `&mut self`: the server calls it \
                          concurrently; write `&self` and keep mutable state behind a `Mutex` or \
                          an atomic",

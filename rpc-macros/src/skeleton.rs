@@ -1,7 +1,7 @@
 //! The server skeleton `<Trait>Server<T>`: decodes, calls the implementation, encodes.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 
 use crate::model::{Method, Service};
 
@@ -98,12 +98,18 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
         .map(|i| format_ident!("arg{}", i))
         .collect();
     let cx = method.context.then(|| quote!(&cx,));
+    // Spanned at the method name, so type errors in decoding or encoding point at it.
+    let decode = quote_spanned! {method.ident.span()=>
+        ::rpc_core::__private::decode_args::<(#(#types,)*)>(codec, &args)?
+    };
+    let encode = quote_spanned! {method.ident.span()=>
+        ::rpc_core::__private::encode_result(codec, &ret)
+    };
     quote! {
         #index => ::std::boxed::Box::pin(async move {
-            let (#(#bindings,)*) =
-                ::rpc_core::__private::decode_args::<(#(#types,)*)>(codec, &args)?;
+            let (#(#bindings,)*) = #decode;
             let ret = <T as #trait_ident>::#ident(&inner, #cx #(#bindings),*).await;
-            ::rpc_core::__private::encode_result(codec, &ret)
+            #encode
         }),
     }
 }

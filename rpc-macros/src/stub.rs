@@ -1,7 +1,7 @@
 //! The client stub `<Trait>Client`: one typed method per trait method over a `Client`.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::model::{Method, Service};
@@ -96,8 +96,16 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         let docs = &method.docs;
         quote!(#(#docs)*)
     };
-    let method_ref = quote!(&#descriptor.methods[#index]);
+    // Spanned at the method name, to keep errors about a non-serializable type near the
+    // user's code; `wire_types` reports the type itself.
+    let call = |function: &str| {
+        let function = format_ident!("{}", function);
+        quote_spanned! {method.ident.span()=>
+            self.client.#function(&#descriptor.methods[#index], &(#(#refs,)*)).await
+        }
+    };
     if method.options.oneway {
+        let call = call("call_oneway");
         quote! {
             #docs
             ///
@@ -105,17 +113,18 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
             #vis async fn #ident(&self, #(#params),*)
                 -> ::core::result::Result<(), ::rpc_core::Error>
             {
-                self.client.call_oneway(#method_ref, &(#(#refs,)*)).await
+                #call
             }
         }
     } else {
         let output = &method.output;
+        let call = call("call");
         quote! {
             #docs
             #vis async fn #ident(&self, #(#params),*)
                 -> ::core::result::Result<#output, ::rpc_core::Error>
             {
-                self.client.call(#method_ref, &(#(#refs,)*)).await
+                #call
             }
         }
     }

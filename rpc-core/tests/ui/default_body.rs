@@ -1,0 +1,8 @@
+#[rpc_core::service]
+pub trait Greeter {
+    async fn greet(&self, name: String) -> String {
+        name
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc_core::service]
+pub trait Greeter {
+    fn greet(&self, name: String) -> String;
+}
+
+fn main() {}

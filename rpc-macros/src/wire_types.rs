@@ -1,0 +1,34 @@
+//! A compile-time check that every argument and result type can cross the wire.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::model::Service;
+
+/// Asserts `Serialize + DeserializeOwned` once per type, spanned at the type as written,
+/// so a missing derive is reported at `value: Opaque` rather than at the attribute.
+///
+/// The stub and skeleton would reject such a type anyway, but only inside generated code.
+pub(crate) fn generate(service: &Service) -> TokenStream {
+    let checks = service.methods.iter().flat_map(|method| {
+        let args = method.args.iter().map(|arg| &arg.ty);
+        args.chain(std::iter::once(&method.output))
+            .map(|ty| quote_spanned!(ty.span()=> wire_type::<#ty>();))
+    });
+    quote! {
+        const _: () = {
+            fn wire_type<T>()
+            where
+                T: ::rpc_core::__private::serde::Serialize
+                    + ::rpc_core::__private::serde::de::DeserializeOwned,
+            {
+            }
+
+            #[allow(dead_code)]
+            fn check() {
+                #(#checks)*
+            }
+        };
+    }
+}
