@@ -19,6 +19,9 @@ pub const HEADER_LEN: usize = 16;
 /// Default limit on a frame's body: 8 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 8 * 1024 * 1024;
 
+/// Most memory reserved ahead of a frame body's bytes arriving.
+const MAX_UPFRONT_RESERVE: usize = 256 * 1024;
+
 /// Flag bit: the frame is a request (clear: a response).
 pub const FLAG_REQUEST: u8 = 0x80;
 /// Flag bit: the request expects a response (clear: one-way).
@@ -160,7 +163,9 @@ impl Decoder for FrameDecoder {
         }
         let total = HEADER_LEN + header.body_len as usize;
         if src.len() < total {
-            src.reserve(total - src.len());
+            // Reserve for what is likely to arrive soon, not for the whole declared length:
+            // a peer announcing 8 MiB and sending nothing must not make us hold 8 MiB.
+            src.reserve((total - src.len()).min(MAX_UPFRONT_RESERVE));
             return Ok(None);
         }
         src.advance(HEADER_LEN);

@@ -16,8 +16,18 @@ use rpc_core::{Attachments, Error, Request, Result};
 /// Attachment key carrying the milliseconds left before the caller's deadline (as Dubbo).
 pub const TIMEOUT_KEY: &str = "timeout";
 
+/// Most attachments a request may carry (the timeout included). Metadata is a handful of
+/// entries; the cap keeps a hostile head from costing more than a bounded amount of work.
+pub const MAX_ATTACHMENTS: usize = 256;
+
 /// Length of the head `encode_head` would write.
 pub(crate) fn head_len(req: &Request, timeout_ms: &str) -> Result<usize> {
+    if req.attachments.len() + 1 > MAX_ATTACHMENTS {
+        return Err(Error::Protocol(format!(
+            "{} attachments exceed the limit of {MAX_ATTACHMENTS}",
+            req.attachments.len() + 1
+        )));
+    }
     let mut len = 0;
     for s in [&*req.service, &*req.version, &*req.method] {
         len += string_len(s)?;
@@ -45,7 +55,7 @@ pub(crate) fn encode_head(req: &Request, timeout_ms: &str, out: &mut BytesMut) {
     put_str(out, &req.version);
     put_str(out, &req.method);
     let count = req.attachments.len() + 1;
-    out.put_u16(count.min(u16::MAX as usize) as u16);
+    out.put_u16(count as u16);
     put_str(out, TIMEOUT_KEY);
     put_str(out, timeout_ms);
     for (k, v) in req.attachments.iter() {
@@ -83,6 +93,11 @@ pub fn decode_head(body: &[u8]) -> Result<Head<'_>> {
     let version = reader.string("version")?;
     let method = reader.string("method")?;
     let count = reader.u16("attachment count")?;
+    if usize::from(count) > MAX_ATTACHMENTS {
+        return Err(Error::Protocol(format!(
+            "{count} attachments exceed the limit of {MAX_ATTACHMENTS}"
+        )));
+    }
     let mut attachments = Attachments::new();
     let mut timeout = None;
     for _ in 0..count {

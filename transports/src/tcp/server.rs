@@ -258,6 +258,13 @@ async fn on_frame(
     }
     let two_way = header.is_two_way();
     let codec_id = header.serialization_id();
+    // Ids identify calls for cancellation; a second call under a live id would make the
+    // first one impossible to cancel, so it is refused instead.
+    if two_way && connection.running().contains_key(&id) {
+        let error = Error::Protocol(format!("request id {id} is already in flight"));
+        connection.respond_error(id, codec_id, &error);
+        return;
+    }
     let request = match decode_request(shared, connection.peer, &frame) {
         Ok(request) => request,
         Err(error) => {

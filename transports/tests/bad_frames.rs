@@ -1,0 +1,1080 @@
+//! Hostile input against the TCP transport's server: bad magic, oversized and truncated
+//! frames, unknown codecs, garbage heads, unknown services, floods of idle connections,
+//! heartbeat and cancellation events, and arbitrary bytes.
+//!
+//! The server is a real `rpc_core::Server` over `TcpTransport` serving a hand-written `Echo`
+//! skeleton (no proc macro); the peers are raw `TcpStream`s writing bytes by hand and reading
+//! frames with `FrameDecoder`. Every read is bounded by a generous timeout so nothing hangs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+use transports::tcp::frame::{
+    FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, HEADER_LEN, Header, MAGIC,
+};
+use transports::{TcpConfig, TcpTransport};
+
+/// Bound on every wait for a frame or a close.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// The service under test.
+
+static ECHO: ServiceDescriptor = ServiceDescriptor {
+    name: "Echo",
+    version: "",
+    methods: &[
+        MethodDescriptor {
+            name: "echo",
+            args: &["payload"],
+            timeout_ms: None,
+            retries: None,
+            oneway: false,
+            idempotent: false,
+            cluster: None,
+            loadbalance: None,
+            hash_arg: None,
+        },
+        MethodDescriptor {
+            name: "hang",
+            args: &[],
+            timeout_ms: None,
+            retries: None,
+            oneway: false,
+            idempotent: false,
+            cluster: None,
+            loadbalance: None,
+            hash_arg: None,
+        },
+    ],
+};
+
+/// How many `hang` handlers started, and how many were dropped (aborted), per value of the
+/// `tag` attachment, so tests running at once do not count each other's handlers.
+static HANG_STARTED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+static HANG_DROPPED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+
+struct CountDrop(usize);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        HANG_DROPPED[self.0].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A two-way `Echo.hang()` request counted under `tag`.
+fn hang_call(request_id: u64, tag: usize) -> Vec<u8> {
+    let tag = tag.to_string();
+    call_bytes(
+        request_id,
+        Codec::Bincode.id(),
+        &head("Echo", "", "hang", &[("tag", &tag)]),
+        &[],
+    )
+}
+
+/// Waits until `counter[tag]` reaches `at_least`; panics after [`WAIT`].
+async fn wait_count(counter: &[AtomicUsize; 4], tag: usize, at_least: usize, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while counter[tag].load(Ordering::SeqCst) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {at_least} within 10 s",
+            counter[tag].load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `echo(payload: Vec<u8>) -> Vec<u8>`, and `hang()` which never returns.
+struct Echo;
+
+impl Skeleton for Echo {
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &ECHO
+    }
+
+    fn call(
+        &self,
+        method: usize,
+        cx: Context,
+        codec: Codec,
+        args: Bytes,
+    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
+        let tag = cx
+            .attachment("tag")
+            .and_then(|tag| tag.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(3);
+        Box::pin(async move {
+            match method {
+                0 => {
+                    let (payload,): (Vec<u8>,) = codec.decode(&args)?;
+                    let mut out = BytesMut::new();
+                    codec.encode(&payload, &mut out)?;
+                    Ok(out.freeze())
+                }
+                _ => {
+                    HANG_STARTED[tag].fetch_add(1, Ordering::SeqCst);
+                    let _guard = CountDrop(tag);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Bytes::new())
+                }
+            }
+        })
+    }
+}
+
+async fn start(config: TcpConfig) -> (Server, SocketAddr) {
+    let server = Server::builder()
+        .transport(TcpTransport::new(config))
+        .add_service(Echo)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("server binds");
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing requests by hand.
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The routing head: service, version, method, attachments.
+fn head(service: &str, version: &str, method: &str, attachments: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_str(&mut out, service);
+    put_str(&mut out, version);
+    put_str(&mut out, method);
+    out.extend_from_slice(&(attachments.len() as u16).to_be_bytes());
+    for (k, v) in attachments {
+        put_str(&mut out, k);
+        put_str(&mut out, v);
+    }
+    out
+}
+
+/// The argument tuple `(payload,)` in `codec`.
+fn echo_args(codec: Codec, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    codec
+        .encode(&(payload.to_vec(),), &mut out)
+        .expect("encode args");
+    out.to_vec()
+}
+
+/// Header and body as bytes.
+fn frame_bytes(flags: u8, request_id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    Frame::new(flags, 0, request_id, Bytes::copy_from_slice(body)).encode(&mut out);
+    out.to_vec()
+}
+
+/// Just a header, announcing `body_len` bytes that may never come.
+fn header_bytes(flags: u8, request_id: u64, body_len: u32) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    Header {
+        flags,
+        status: 0,
+        request_id,
+        body_len,
+    }
+    .encode(&mut out);
+    out.to_vec()
+}
+
+/// A two-way request frame with serialization id `codec_id` and the given head and args.
+fn call_bytes(request_id: u64, codec_id: u8, head: &[u8], args: &[u8]) -> Vec<u8> {
+    let body = [head, args].concat();
+    frame_bytes(FLAG_REQUEST | FLAG_TWO_WAY | codec_id, request_id, &body)
+}
+
+/// A valid two-way `Echo.echo(payload)` request.
+fn echo_call(request_id: u64, codec: Codec, payload: &[u8]) -> Vec<u8> {
+    call_bytes(
+        request_id,
+        codec.id(),
+        &head("Echo", "", "echo", &[("timeout", "5000")]),
+        &echo_args(codec, payload),
+    )
+}
+
+fn assert_echoed(frame: &Frame, request_id: u64, codec: Codec, payload: &[u8]) {
+    assert_eq!(
+        frame.header.status,
+        Status::Ok.code(),
+        "status of {frame:?}: {}",
+        String::from_utf8_lossy(&frame.body)
+    );
+    assert!(
+        !frame.header.is_request(),
+        "a response, not a request: {frame:?}"
+    );
+    assert!(
+        !frame.header.is_event(),
+        "a call response, not an event: {frame:?}"
+    );
+    assert_eq!(frame.header.request_id, request_id);
+    assert_eq!(frame.header.serialization_id(), codec.id());
+    let echoed: Vec<u8> = codec.decode(&frame.body).expect("response body decodes");
+    assert_eq!(echoed, payload);
+}
+
+/// Asserts a non-OK response with `status` for `request_id`, whose message contains every
+/// one of `needles`.
+fn assert_refused(frame: &Frame, request_id: u64, status: Status, needles: &[&str]) {
+    let message = String::from_utf8_lossy(&frame.body);
+    assert_eq!(
+        Status::from_code(frame.header.status),
+        status,
+        "status of {frame:?} ({message})"
+    );
+    assert!(
+        !frame.header.is_request(),
+        "a response, not a request: {frame:?}"
+    );
+    assert_eq!(frame.header.request_id, request_id);
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "message {message:?} should name {needle:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A raw peer.
+
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect within 10 s")
+            .expect("connect");
+        stream.set_nodelay(true).ok();
+        Raw {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            decoder: FrameDecoder::new(u32::MAX),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write to server");
+    }
+
+    /// The next frame, or `None` once the server closed (EOF or reset). No time limit.
+    async fn next_frame_unbounded(&mut self) -> Option<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
+                Err(error) => panic!("the server sent an unreadable frame: {error}"),
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next frame, or `None` once the server closed; panics after [`WAIT`].
+    async fn next_frame(&mut self) -> Option<Frame> {
+        tokio::time::timeout(WAIT, self.next_frame_unbounded())
+            .await
+            .expect("neither a frame nor a close within 10 s")
+    }
+
+    async fn frame(&mut self) -> Frame {
+        self.next_frame()
+            .await
+            .expect("the server closed the connection; expected a frame")
+    }
+
+    async fn expect_closed(&mut self) {
+        if let Some(frame) = self.next_frame().await {
+            panic!("expected the server to close the connection, got {frame:?}");
+        }
+    }
+
+    /// No frame and no close for `quiet`.
+    async fn expect_quiet(&mut self, quiet: Duration) {
+        if let Ok(next) = tokio::time::timeout(quiet, self.next_frame_unbounded()).await {
+            panic!("expected silence, got {next:?}");
+        }
+    }
+
+    async fn echo(&mut self, request_id: u64, codec: Codec, payload: &[u8]) {
+        self.send(&echo_call(request_id, codec, payload)).await;
+        let frame = self.frame().await;
+        assert_echoed(&frame, request_id, codec, payload);
+    }
+}
+
+/// A fresh connection makes one call and gets its answer.
+async fn fresh_client_is_served(addr: SocketAddr) {
+    let mut raw = Raw::connect(addr).await;
+    raw.echo(1, Codec::Bincode, b"still alive").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sanity.
+
+#[tokio::test]
+async fn a_valid_raw_request_gets_status_20_and_the_echoed_payload_in_both_codecs() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    for (id, codec) in [(1, Codec::Bincode), (2, Codec::Json)] {
+        raw.echo(id, codec, b"hello \x00\xff world").await;
+        raw.echo(id + 100, codec, b"").await;
+    }
+}
+
+#[tokio::test]
+async fn many_requests_in_one_write_are_all_answered_by_request_id() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let mut wire = Vec::new();
+    for id in 0..64u64 {
+        let codec = if id % 2 == 0 {
+            Codec::Bincode
+        } else {
+            Codec::Json
+        };
+        wire.extend(echo_call(id, codec, &id.to_be_bytes()));
+    }
+    raw.send(&wire).await;
+    let mut seen = [false; 64];
+    for _ in 0..64 {
+        let frame = raw.frame().await;
+        let id = frame.header.request_id;
+        let codec = if id % 2 == 0 {
+            Codec::Bincode
+        } else {
+            Codec::Json
+        };
+        assert_echoed(&frame, id, codec, &id.to_be_bytes());
+        assert!(!seen[id as usize], "request {id} answered twice");
+        seen[id as usize] = true;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames the server cannot read close that connection only.
+
+#[tokio::test]
+async fn bad_magic_closes_that_connection_while_a_healthy_connection_keeps_getting_answers() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut healthy = Raw::connect(addr).await;
+    healthy.echo(1, Codec::Bincode, b"before").await;
+
+    let mut bad = Raw::connect(addr).await;
+    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 9, 0);
+    wire[0] = 0xca;
+    wire[1] = 0xfe;
+    bad.send(&wire).await;
+    bad.expect_closed().await;
+
+    // A valid frame, then bad magic in the same write: the connection closes. The call
+    // the valid frame started is aborted with the connection, so its answer may or may not
+    // make it out first; if anything comes, it is that answer.
+    let mut late = Raw::connect(addr).await;
+    let mut wire = echo_call(5, Codec::Json, b"ok");
+    wire.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    late.send(&wire).await;
+    match late.next_frame().await {
+        Some(frame) => {
+            assert_echoed(&frame, 5, Codec::Json, b"ok");
+            late.expect_closed().await;
+        }
+        None => eprintln!("the call before the bad magic was aborted unanswered"),
+    }
+
+    healthy.echo(2, Codec::Bincode, b"after").await;
+    healthy.echo(3, Codec::Json, b"after").await;
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_status_40_naming_size_and_limit_then_a_close() {
+    let (_server, addr) = start(TcpConfig::default().max_frame_len(1024)).await;
+    let mut healthy = Raw::connect(addr).await;
+    for (id, size) in [(77u64, 1025u32), (u64::MAX, u32::MAX)] {
+        let mut raw = Raw::connect(addr).await;
+        raw.send(&header_bytes(
+            FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+            id,
+            size,
+        ))
+        .await;
+        let frame = raw.frame().await;
+        assert_refused(&frame, id, Status::BadRequest, &[&size.to_string(), "1024"]);
+        raw.expect_closed().await;
+        healthy.echo(id, Codec::Bincode, b"others are served").await;
+    }
+
+    // Exactly at the limit is fine.
+    let mut raw = Raw::connect(addr).await;
+    let head = head("Echo", "", "echo", &[]);
+    // bincode writes a length of 251..=65535 as 0xfb and two bytes.
+    let payload = vec![7u8; 1024 - head.len() - 3];
+    let args = echo_args(Codec::Bincode, &payload);
+    assert_eq!(head.len() + args.len(), 1024);
+    raw.send(&call_bytes(3, Codec::Bincode.id(), &head, &args))
+        .await;
+    // The 1024-byte payload echoed back is within the limit as well.
+    assert_echoed(&raw.frame().await, 3, Codec::Bincode, &payload);
+}
+
+#[tokio::test]
+async fn an_oversized_one_way_request_or_response_frame_is_closed_without_an_answer() {
+    let (_server, addr) = start(TcpConfig::default().max_frame_len(1024)).await;
+    for flags in [
+        FLAG_REQUEST | Codec::Bincode.id(),
+        Codec::Bincode.id(),
+        FLAG_EVENT,
+    ] {
+        let mut raw = Raw::connect(addr).await;
+        raw.send(&header_bytes(flags, 5, 4096)).await;
+        raw.expect_closed().await;
+    }
+    fresh_client_is_served(addr).await;
+}
+
+#[tokio::test]
+async fn a_truncated_frame_then_a_half_close_does_not_crash_the_server() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut healthy = Raw::connect(addr).await;
+
+    // A header announcing 100 bytes, 10 of them sent.
+    let mut raw = Raw::connect(addr).await;
+    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 100);
+    wire.extend_from_slice(&[0x42; 10]);
+    raw.send(&wire).await;
+    raw.stream.shutdown().await.expect("half close");
+    raw.expect_closed().await;
+
+    // Half a header.
+    let mut raw = Raw::connect(addr).await;
+    raw.send(&header_bytes(FLAG_REQUEST | FLAG_TWO_WAY, 2, 100)[..7])
+        .await;
+    raw.stream.shutdown().await.expect("half close");
+    raw.expect_closed().await;
+
+    // A truncated frame and then the socket dropped outright.
+    let mut raw = Raw::connect(addr).await;
+    raw.send(&wire).await;
+    drop(raw);
+
+    healthy.echo(1, Codec::Bincode, b"fine").await;
+    fresh_client_is_served(addr).await;
+}
+
+#[tokio::test]
+async fn a_frame_trickled_one_byte_at_a_time_is_still_answered() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let wire = echo_call(11, Codec::Json, b"slowly");
+    for byte in &wire {
+        raw.send(std::slice::from_ref(byte)).await;
+        tokio::task::yield_now().await;
+    }
+    assert_echoed(&raw.frame().await, 11, Codec::Json, b"slowly");
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames the server can read but not serve: an error response, the connection stays open.
+
+#[tokio::test]
+async fn an_unknown_codec_id_gets_status_40_naming_the_id_and_the_connection_stays_open() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let head = head("Echo", "", "echo", &[]);
+    for (id, codec_id) in [(1u64, 31u8), (2, 0), (3, 2)] {
+        raw.send(&call_bytes(
+            id,
+            codec_id,
+            &head,
+            &echo_args(Codec::Json, b"x"),
+        ))
+        .await;
+        let frame = raw.frame().await;
+        assert_refused(
+            &frame,
+            id,
+            Status::BadRequest,
+            &["serialization id", &codec_id.to_string()],
+        );
+    }
+    raw.echo(4, Codec::Bincode, b"same socket").await;
+}
+
+#[tokio::test]
+async fn a_garbage_head_gets_status_40_and_the_connection_stays_open() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let bad_utf8 = {
+        let mut body = vec![0, 2, 0xc3, 0x28];
+        body.extend(head("", "echo", "", &[])[2..].iter());
+        body
+    };
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("empty body", Vec::new()),
+        ("service length past the end", vec![0xff, 0xff, 1, 2, 3]),
+        (
+            "random bytes",
+            vec![0x13, 0x37, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02],
+        ),
+        ("invalid UTF-8 service", bad_utf8),
+        (
+            "missing attachment count",
+            head("Echo", "", "echo", &[])[..14].to_vec(),
+        ),
+        (
+            "attachment count past the end",
+            [&head("Echo", "", "echo", &[])[..14], &[0xff, 0xff][..]].concat(),
+        ),
+        (
+            "non-numeric timeout",
+            head("Echo", "", "echo", &[("timeout", "soon")]),
+        ),
+        (
+            "negative timeout",
+            head("Echo", "", "echo", &[("timeout", "-5")]),
+        ),
+    ];
+    for (id, (what, body)) in bodies.into_iter().enumerate() {
+        let id = id as u64 + 1;
+        raw.send(&frame_bytes(
+            FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+            id,
+            &body,
+        ))
+        .await;
+        let frame = raw.frame().await;
+        eprintln!("{what}: {}", String::from_utf8_lossy(&frame.body));
+        assert_refused(&frame, id, Status::BadRequest, &["protocol error"]);
+    }
+    raw.echo(100, Codec::Bincode, b"same socket").await;
+}
+
+#[tokio::test]
+async fn an_undecodable_argument_payload_gets_status_25_and_the_connection_stays_open() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let head = head("Echo", "", "echo", &[("timeout", "5000")]);
+    let mut trailing = echo_args(Codec::Bincode, b"ok");
+    trailing.extend_from_slice(b"zz");
+    let cases: Vec<(Codec, Vec<u8>)> = vec![
+        (Codec::Bincode, Vec::new()),
+        // A varint length claiming 2^64-1 bytes, with three bytes present.
+        (
+            Codec::Bincode,
+            vec![
+                0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3,
+            ],
+        ),
+        (Codec::Bincode, trailing),
+        (Codec::Json, b"{not json".to_vec()),
+        (Codec::Json, b"[\"a string, not bytes\"]".to_vec()),
+        (Codec::Json, b"[[1,2,300]]".to_vec()),
+        (Codec::Json, Vec::new()),
+    ];
+    for (id, (codec, args)) in cases.into_iter().enumerate() {
+        let id = id as u64 + 1;
+        raw.send(&call_bytes(id, codec.id(), &head, &args)).await;
+        let frame = raw.frame().await;
+        eprintln!("{codec} {args:?}: {}", String::from_utf8_lossy(&frame.body));
+        assert_refused(&frame, id, Status::SerializationError, &[codec.name()]);
+        assert_eq!(frame.header.serialization_id(), codec.id());
+    }
+    raw.echo(100, Codec::Json, b"same socket").await;
+}
+
+#[tokio::test]
+async fn an_unknown_service_gets_status_60_naming_it() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let args = echo_args(Codec::Bincode, b"x");
+    raw.send(&call_bytes(
+        1,
+        Codec::Bincode.id(),
+        &head("NoSuchService", "", "echo", &[]),
+        &args,
+    ))
+    .await;
+    assert_refused(
+        &raw.frame().await,
+        1,
+        Status::ServiceNotFound,
+        &["NoSuchService"],
+    );
+
+    // A version the provider does not serve is an unknown service too.
+    raw.send(&call_bytes(
+        2,
+        Codec::Bincode.id(),
+        &head("Echo", "9.9", "echo", &[]),
+        &args,
+    ))
+    .await;
+    assert_refused(
+        &raw.frame().await,
+        2,
+        Status::ServiceNotFound,
+        &["Echo", "9.9"],
+    );
+
+    raw.echo(3, Codec::Bincode, b"same socket").await;
+}
+
+#[tokio::test]
+async fn an_unknown_method_gets_status_60_naming_the_method() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let args = echo_args(Codec::Json, b"x");
+    raw.send(&call_bytes(
+        1,
+        Codec::Json.id(),
+        &head("Echo", "", "noSuchMethod", &[]),
+        &args,
+    ))
+    .await;
+    assert_refused(
+        &raw.frame().await,
+        1,
+        Status::ServiceNotFound,
+        &["noSuchMethod"],
+    );
+    raw.echo(2, Codec::Json, b"same socket").await;
+}
+
+#[tokio::test]
+async fn a_one_way_request_that_cannot_be_served_gets_no_answer_and_the_connection_stays_open() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let args = echo_args(Codec::Bincode, b"x");
+    let one_way = FLAG_REQUEST | Codec::Bincode.id();
+    let mut wire = frame_bytes(one_way, 1, &[0xff, 0xff]);
+    wire.extend(frame_bytes(
+        one_way,
+        2,
+        &[head("Nope", "", "echo", &[]), args.clone()].concat(),
+    ));
+    wire.extend(frame_bytes(
+        FLAG_REQUEST | 31,
+        3,
+        &[head("Echo", "", "echo", &[]), args].concat(),
+    ));
+    wire.extend(frame_bytes(
+        one_way,
+        4,
+        &[head("Echo", "", "echo", &[]), vec![0xfd]].concat(),
+    ));
+    raw.send(&wire).await;
+    // The only answer is the one to the two-way call that follows.
+    raw.echo(5, Codec::Bincode, b"only me").await;
+    raw.expect_quiet(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn timeout_attachments_of_zero_and_of_u64_max_are_served_without_harm() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let args = echo_args(Codec::Bincode, b"x");
+    // Zero milliseconds left: the deadline has passed, the server may answer "timeout" (31)
+    // or, if the echo wins the race, 20. Either way, an answer.
+    raw.send(&call_bytes(
+        1,
+        Codec::Bincode.id(),
+        &head("Echo", "", "echo", &[("timeout", "0")]),
+        &args,
+    ))
+    .await;
+    let frame = raw.frame().await;
+    assert_eq!(frame.header.request_id, 1);
+    assert!(
+        [Status::Ok.code(), Status::ServerTimeout.code()].contains(&frame.header.status),
+        "{frame:?}"
+    );
+    // The largest number the head accepts must not overflow the deadline arithmetic.
+    let max = u64::MAX.to_string();
+    raw.send(&call_bytes(
+        2,
+        Codec::Bincode.id(),
+        &head("Echo", "", "echo", &[("timeout", &max)]),
+        &args,
+    ))
+    .await;
+    assert_echoed(&raw.frame().await, 2, Codec::Bincode, b"x");
+    raw.echo(3, Codec::Bincode, b"same socket").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection floods.
+
+/// Opens `n` connections that never send anything.
+async fn idle_connections(addr: SocketAddr, n: usize) -> Vec<Raw> {
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        all.push(Raw::connect(addr).await);
+    }
+    all
+}
+
+#[tokio::test]
+async fn two_hundred_idle_connections_do_not_keep_the_server_from_serving_a_fresh_client() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let idle = idle_connections(addr, 200).await;
+    let started = Instant::now();
+    fresh_client_is_served(addr).await;
+    eprintln!(
+        "fresh client served in {:?} beside 200 idle connections",
+        started.elapsed()
+    );
+    drop(idle);
+    fresh_client_is_served(addr).await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_promptly_and_a_freed_slot_serves_a_fresh_client() {
+    let (_server, addr) = start(TcpConfig::default().max_connections(50)).await;
+    let started = Instant::now();
+    let idle = idle_connections(addr, 200).await;
+    // Read every connection at once: the refused ones see EOF, the admitted ones see
+    // nothing until the window ends.
+    let window = Duration::from_secs(5);
+    let outcomes = futures_util::future::join_all(idle.into_iter().map(|mut raw| async move {
+        let outcome = tokio::time::timeout(window, raw.next_frame_unbounded()).await;
+        (raw, outcome.map(|frame| (frame, started.elapsed())))
+    }))
+    .await;
+    let mut open = Vec::new();
+    let mut closed_after = Vec::new();
+    for (raw, outcome) in outcomes {
+        match outcome {
+            Err(_) => open.push(raw),
+            Ok((None, at)) => closed_after.push(at),
+            Ok((Some(frame), _)) => panic!("an idle connection got a frame: {frame:?}"),
+        }
+    }
+    let slowest = closed_after.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "{} connections closed (the last {slowest:?} after the first connect), {} kept",
+        closed_after.len(),
+        open.len()
+    );
+    assert_eq!(open.len(), 50, "the limit admits exactly 50");
+    assert_eq!(closed_after.len(), 150);
+    assert!(
+        slowest < window,
+        "refused connections are closed within the window"
+    );
+
+    // Every slot is held by an idle peer: a new client is refused until one goes away.
+    let mut refused = Raw::connect(addr).await;
+    // The server may already have closed it; a failed write is as good as a refusal.
+    let _ = refused
+        .stream
+        .write_all(&echo_call(1, Codec::Bincode, b"no room"))
+        .await;
+    assert!(
+        refused.next_frame().await.is_none(),
+        "over the limit: closed, unanswered"
+    );
+
+    // Hang up one of the admitted peers; its slot goes to the next client.
+    drop(open.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut raw = Raw::connect(addr).await;
+        let _ = raw
+            .stream
+            .write_all(&echo_call(2, Codec::Bincode, b"room now"))
+            .await;
+        match raw.next_frame().await {
+            Some(frame) => {
+                assert_echoed(&frame, 2, Codec::Bincode, b"room now");
+                break;
+            }
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => panic!("the freed slot was never handed to a new client"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events.
+
+#[tokio::test]
+async fn a_heartbeat_request_is_answered_at_once_with_an_event_response_with_the_same_id() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    for (id, flags) in [
+        (
+            0x1234_5678_9abc_def0u64,
+            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
+        ),
+        (
+            u64::MAX,
+            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | Codec::Bincode.id(),
+        ),
+        (0, FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | 31),
+    ] {
+        let sent = Instant::now();
+        raw.send(&frame_bytes(flags, id, &[])).await;
+        let frame = raw.frame().await;
+        let took = sent.elapsed();
+        eprintln!("heartbeat {id:#x} answered in {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "answered at once, took {took:?}"
+        );
+        assert!(frame.header.is_event(), "an event: {frame:?}");
+        assert!(!frame.header.is_request(), "a response: {frame:?}");
+        assert_eq!(frame.header.request_id, id);
+        assert_eq!(frame.header.status, Status::Ok.code());
+        assert!(frame.body.is_empty());
+    }
+    raw.echo(1, Codec::Bincode, b"after heartbeats").await;
+}
+
+#[tokio::test]
+async fn a_cancel_event_for_an_unknown_id_is_harmless() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let cancel = FLAG_REQUEST | FLAG_EVENT;
+    let mut wire = frame_bytes(cancel, 999, &[]);
+    wire.extend(frame_bytes(cancel, u64::MAX, b"a body nobody reads"));
+    wire.extend(frame_bytes(cancel | Codec::Json.id(), 0, &[]));
+    raw.send(&wire).await;
+    // The echo's answer is the only frame: cancellations are never answered.
+    raw.echo(1, Codec::Bincode, b"unharmed").await;
+    raw.expect_quiet(Duration::from_millis(300)).await;
+    // Cancelling an id that already completed is just as harmless.
+    raw.send(&frame_bytes(cancel, 1, &[])).await;
+    raw.echo(2, Codec::Json, b"unharmed").await;
+}
+
+#[tokio::test]
+async fn a_cancel_event_aborts_the_running_handler_and_nothing_is_answered_for_it() {
+    const TAG: usize = 1;
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
+    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
+    raw.send(&hang_call(7, TAG)).await;
+    wait_count(&HANG_STARTED, TAG, started + 1, "hang handlers started").await;
+    raw.send(&frame_bytes(FLAG_REQUEST | FLAG_EVENT, 7, &[]))
+        .await;
+    wait_count(
+        &HANG_DROPPED,
+        TAG,
+        dropped + 1,
+        "cancelled handlers aborted",
+    )
+    .await;
+    raw.echo(8, Codec::Bincode, b"next").await;
+    raw.expect_quiet(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn closing_a_connection_aborts_every_call_still_running_on_it() {
+    const TAG: usize = 2;
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
+    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
+    raw.send(&[hang_call(1, TAG), hang_call(2, TAG)].concat())
+        .await;
+    wait_count(&HANG_STARTED, TAG, started + 2, "hang handlers started").await;
+    drop(raw);
+    wait_count(&HANG_DROPPED, TAG, dropped + 2, "handlers aborted on close").await;
+}
+
+/// A second two-way request under the id of a call still running is refused (status 40),
+/// so the first call stays cancellable and nothing outlives the connection.
+#[tokio::test]
+async fn a_reused_request_id_does_not_orphan_the_first_call() {
+    const TAG: usize = 3;
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
+    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
+    raw.send(&[hang_call(7, TAG), hang_call(7, TAG)].concat())
+        .await;
+    let refused = raw.frame().await;
+    assert_eq!(refused.header.request_id, 7);
+    assert_eq!(refused.header.status, Status::BadRequest.code());
+    let message = String::from_utf8_lossy(&refused.body);
+    assert!(message.contains("request id 7 is already in flight"), "{message}");
+    let now_started = HANG_STARTED[TAG].load(Ordering::SeqCst) - started;
+    assert_eq!(now_started, 1, "only the first call runs");
+    drop(raw);
+    wait_count(
+        &HANG_DROPPED,
+        TAG,
+        dropped + now_started,
+        "handlers aborted on close",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Arbitrary bytes.
+
+/// What one hostile connection writes.
+#[derive(Debug, Clone)]
+enum Junk {
+    /// Bytes as they come.
+    Raw(Vec<u8>),
+    /// The magic, then bytes as they come (a random rest of a header, and so on).
+    AfterMagic(Vec<u8>),
+    /// A well-framed frame with random flags and status around a random body.
+    Framed {
+        flags: u8,
+        status: u8,
+        id: u64,
+        body: Vec<u8>,
+    },
+}
+
+fn junk() -> impl Strategy<Value = Junk> {
+    let bytes = || proptest::collection::vec(any::<u8>(), 0..2048);
+    prop_oneof![
+        2 => bytes().prop_map(Junk::Raw),
+        1 => bytes().prop_map(Junk::AfterMagic),
+        1 => (any::<u8>(), any::<u8>(), any::<u64>(), bytes())
+            .prop_map(|(flags, status, id, body)| Junk::Framed { flags, status, id, body }),
+    ]
+}
+
+impl Junk {
+    fn wire(&self) -> Vec<u8> {
+        match self {
+            Junk::Raw(bytes) => bytes.clone(),
+            Junk::AfterMagic(bytes) => [&MAGIC.to_be_bytes()[..], bytes].concat(),
+            Junk::Framed {
+                flags,
+                status,
+                id,
+                body,
+            } => {
+                let mut out = BytesMut::new();
+                Frame {
+                    header: Header {
+                        flags: *flags,
+                        status: *status,
+                        request_id: *id,
+                        body_len: body.len() as u32,
+                    },
+                    body: Bytes::copy_from_slice(body),
+                }
+                .encode(&mut out);
+                out.to_vec()
+            }
+        }
+    }
+}
+
+#[test]
+fn arbitrary_bytes_on_one_connection_never_keep_the_server_from_answering_a_fresh_one() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (server, addr) = runtime.block_on(start(TcpConfig::default().max_frame_len(64 * 1024)));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&(junk(), any::<bool>()), |(junk, half_close)| {
+        runtime.block_on(async {
+            let mut hostile = Raw::connect(addr).await;
+            // The server may close mid-write; that is fine.
+            let _ = hostile.stream.write_all(&junk.wire()).await;
+            if half_close {
+                let _ = hostile.stream.shutdown().await;
+            }
+            // With the hostile connection still open, a fresh one is served.
+            let mut fresh = Raw::connect(addr).await;
+            fresh.echo(42, Codec::Bincode, b"fresh").await;
+            // And if the hostile bytes happened to form complete frames, everything the
+            // server sent back on that connection is well-formed (checked by the decoder).
+            while let Ok(Some(frame)) =
+                tokio::time::timeout(Duration::from_millis(20), hostile.next_frame_unbounded())
+                    .await
+            {
+                prop_assert!(!frame.header.is_request() || frame.header.is_event());
+                prop_assert!(frame.body.len() <= 64 * 1024);
+            }
+            Ok::<(), TestCaseError>(())
+        })
+    });
+    // Still serving after all cases.
+    runtime.block_on(fresh_client_is_served(addr));
+    drop(server);
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+#[test]
+fn the_header_length_is_checked_before_any_body_byte_arrives() {
+    // The decoder the server uses must reject from the header alone: a peer that sends a
+    // huge length and then stalls must not be waited on.
+    let mut buf = BytesMut::from(&header_bytes(FLAG_REQUEST | FLAG_TWO_WAY, 1, 1025)[..]);
+    assert_eq!(buf.len(), HEADER_LEN);
+    let capacity = buf.capacity();
+    let error = FrameDecoder::new(1024)
+        .decode(&mut buf)
+        .expect_err("over the limit");
+    assert!(error.to_string().contains("1025") && error.to_string().contains("1024"));
+    assert_eq!(buf.capacity(), capacity, "nothing reserved for the body");
+}
+
+/// A head declaring 65535 attachments (a 520 KB frame, far below the frame limit) is
+/// refused outright instead of costing quadratic work in the read loop.
+#[test]
+fn a_head_with_65535_distinct_attachments_is_refused_or_decoded_quickly() {
+    let mut body = head("Echo", "", "echo", &[]);
+    body.truncate(body.len() - 2);
+    body.extend_from_slice(&u16::MAX.to_be_bytes());
+    for i in 0..u16::MAX {
+        put_str(&mut body, &format!("{i:x}"));
+        put_str(&mut body, "");
+    }
+    let started = Instant::now();
+    let decoded = transports::tcp::head::decode_head(&body).map(|head| head.attachments.len());
+    let took = started.elapsed();
+    eprintln!(
+        "decode_head of {} bytes: {decoded:?} in {took:?}",
+        body.len()
+    );
+    assert!(
+        matches!(&decoded, Err(rpc_core::Error::Protocol(m)) if m.contains("limit of 256")),
+        "{decoded:?}"
+    );
+}

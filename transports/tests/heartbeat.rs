@@ -1,0 +1,388 @@
+//! Heartbeats and idle detection of the TCP transport's server, seen from raw peers.
+//!
+//! The server runs with a 200 ms heartbeat interval and an 800 ms idle timeout. Its idle
+//! timer counts only whole frames read, so a peer stays connected by answering heartbeats
+//! (or by sending anything else that is a frame), and a silent or stalling peer is closed.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+use transports::tcp::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header};
+use transports::{TcpConfig, TcpTransport};
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+const IDLE: Duration = Duration::from_millis(800);
+/// Bound on every wait.
+const WAIT: Duration = Duration::from_secs(10);
+
+static ECHO: ServiceDescriptor = ServiceDescriptor {
+    name: "Echo",
+    version: "",
+    methods: &[MethodDescriptor {
+        name: "echo",
+        args: &["payload"],
+        timeout_ms: None,
+        retries: None,
+        oneway: false,
+        idempotent: false,
+        cluster: None,
+        loadbalance: None,
+        hash_arg: None,
+    }],
+};
+
+/// `echo(payload: Vec<u8>) -> Vec<u8>`.
+struct Echo;
+
+impl Skeleton for Echo {
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        &ECHO
+    }
+
+    fn call(
+        &self,
+        _method: usize,
+        _cx: Context,
+        codec: Codec,
+        args: Bytes,
+    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
+        Box::pin(async move {
+            let (payload,): (Vec<u8>,) = codec.decode(&args)?;
+            let mut out = BytesMut::new();
+            codec.encode(&payload, &mut out)?;
+            Ok(out.freeze())
+        })
+    }
+}
+
+async fn start() -> (Server, SocketAddr) {
+    let server = Server::builder()
+        .transport(TcpTransport::new(
+            TcpConfig::default().heartbeat(HEARTBEAT, IDLE),
+        ))
+        .add_service(Echo)
+        .bind("127.0.0.1:0")
+        .await
+        .expect("server binds");
+    let addr = server.local_addr();
+    (server, addr)
+}
+
+fn frame_bytes(flags: u8, request_id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    Frame::new(flags, 0, request_id, Bytes::copy_from_slice(body)).encode(&mut out);
+    out.to_vec()
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A valid two-way `Echo.echo(payload)` request in bincode.
+fn echo_call(request_id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_str(&mut body, "Echo");
+    put_str(&mut body, "");
+    put_str(&mut body, "echo");
+    body.extend_from_slice(&0u16.to_be_bytes());
+    let mut args = BytesMut::new();
+    Codec::Bincode
+        .encode(&(payload.to_vec(),), &mut args)
+        .expect("encode args");
+    body.extend_from_slice(&args);
+    frame_bytes(
+        FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+        request_id,
+        &body,
+    )
+}
+
+/// The answer a client owes a heartbeat request: an event response, status 20, same id.
+fn heartbeat_answer(request_id: u64) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    Header {
+        flags: FLAG_EVENT,
+        status: Status::Ok.code(),
+        request_id,
+        body_len: 0,
+    }
+    .encode(&mut out);
+    out.to_vec()
+}
+
+fn is_heartbeat_request(frame: &Frame) -> bool {
+    let h = frame.header;
+    h.is_request() && h.is_two_way() && h.is_event() && frame.body.is_empty()
+}
+
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect within 10 s")
+            .expect("connect");
+        stream.set_nodelay(true).ok();
+        Raw {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+            decoder: FrameDecoder::new(u32::MAX),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write to server");
+    }
+
+    /// The next frame, or `None` once the server closed (EOF or reset).
+    async fn next_frame_unbounded(&mut self) -> Option<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
+                Err(error) => panic!("the server sent an unreadable frame: {error}"),
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Frame> {
+        tokio::time::timeout(WAIT, self.next_frame_unbounded())
+            .await
+            .expect("neither a frame nor a close within 10 s")
+    }
+
+    /// Reads until the server closes, checking that everything it sends meanwhile is a
+    /// heartbeat request (never answered). Returns how many came.
+    async fn unanswered_heartbeats_until_closed(&mut self) -> usize {
+        let mut heartbeats = 0;
+        while let Some(frame) = self.next_frame().await {
+            assert!(
+                is_heartbeat_request(&frame),
+                "expected a heartbeat, got {frame:?}"
+            );
+            heartbeats += 1;
+        }
+        heartbeats
+    }
+
+    /// Makes an echo call, answering any heartbeat that comes before the response.
+    async fn echo(&mut self, request_id: u64, payload: &[u8]) {
+        self.send(&echo_call(request_id, payload)).await;
+        loop {
+            let frame = self.next_frame().await.expect("closed before the response");
+            if is_heartbeat_request(&frame) {
+                self.send(&heartbeat_answer(frame.header.request_id)).await;
+                continue;
+            }
+            assert_eq!(frame.header.request_id, request_id, "{frame:?}");
+            assert_eq!(frame.header.status, Status::Ok.code(), "{frame:?}");
+            let echoed: Vec<u8> = Codec::Bincode.decode(&frame.body).expect("decodes");
+            assert_eq!(echoed, payload);
+            return;
+        }
+    }
+}
+
+/// Asserts an idle close came after roughly the idle timeout, and well within [`WAIT`].
+fn assert_closed_in_time(what: &str, closed_after: Duration, heartbeats: usize) {
+    eprintln!("{what}: closed after {closed_after:?}, {heartbeats} heartbeats received");
+    assert!(
+        closed_after >= IDLE - Duration::from_millis(100),
+        "{what}: closed after {closed_after:?}, before the idle timeout of {IDLE:?}"
+    );
+    assert!(
+        closed_after < WAIT,
+        "{what}: closed only after {closed_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_server_sends_heartbeats_to_a_silent_client_and_closes_it_after_the_idle_timeout() {
+    let (_server, addr) = start().await;
+    let connected = Instant::now();
+    let mut raw = Raw::connect(addr).await;
+    let mut ids = Vec::new();
+    while let Some(frame) = raw.next_frame().await {
+        assert!(
+            is_heartbeat_request(&frame),
+            "expected a heartbeat, got {frame:?}"
+        );
+        assert_eq!(frame.header.status, 0);
+        assert!(
+            !ids.contains(&frame.header.request_id),
+            "heartbeat ids are unique"
+        );
+        ids.push(frame.header.request_id);
+    }
+    let closed_after = connected.elapsed();
+    assert_closed_in_time("silent client", closed_after, ids.len());
+    assert!(
+        !ids.is_empty(),
+        "at least one heartbeat before the idle close"
+    );
+}
+
+#[tokio::test]
+async fn a_client_answering_heartbeats_stays_connected_across_several_idle_periods_and_can_still_call()
+ {
+    let (_server, addr) = start().await;
+    let mut raw = Raw::connect(addr).await;
+    let connected = Instant::now();
+    let hold = IDLE * 4 + IDLE / 2;
+    let mut heartbeats = 0;
+    while let Some(left) = hold.checked_sub(connected.elapsed()) {
+        match tokio::time::timeout(left, raw.next_frame_unbounded()).await {
+            Err(_) => break,
+            Ok(None) => panic!(
+                "closed after {:?} although every heartbeat ({heartbeats}) was answered",
+                connected.elapsed()
+            ),
+            Ok(Some(frame)) => {
+                assert!(
+                    is_heartbeat_request(&frame),
+                    "expected a heartbeat, got {frame:?}"
+                );
+                raw.send(&heartbeat_answer(frame.header.request_id)).await;
+                heartbeats += 1;
+            }
+        }
+    }
+    eprintln!(
+        "answered {heartbeats} heartbeats over {:?} ({} idle periods)",
+        connected.elapsed(),
+        connected.elapsed().as_millis() / IDLE.as_millis()
+    );
+    assert!(
+        heartbeats >= 4,
+        "a heartbeat at least every idle period, got {heartbeats}"
+    );
+    raw.echo(1, b"still connected").await;
+}
+
+#[tokio::test]
+async fn a_client_sending_its_own_heartbeats_but_never_answering_stays_connected() {
+    let (_server, addr) = start().await;
+    let mut raw = Raw::connect(addr).await;
+    let connected = Instant::now();
+    let hold = IDLE * 3 + IDLE / 2;
+    let mut next_ping = Instant::now();
+    let mut ping_id = 1u64;
+    let mut answered = 0;
+    while connected.elapsed() < hold {
+        if Instant::now() >= next_ping {
+            raw.send(&frame_bytes(
+                FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
+                ping_id,
+                &[],
+            ))
+            .await;
+            ping_id += 1;
+            next_ping += HEARTBEAT;
+        }
+        let wait = next_ping.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, raw.next_frame_unbounded()).await {
+            Err(_) => {}
+            Ok(None) => panic!(
+                "closed after {:?} although a frame arrived every {HEARTBEAT:?}",
+                connected.elapsed()
+            ),
+            Ok(Some(frame)) if frame.header.is_request() => {
+                assert!(is_heartbeat_request(&frame), "{frame:?}");
+            }
+            Ok(Some(frame)) => {
+                assert!(frame.header.is_event(), "{frame:?}");
+                assert_eq!(frame.header.status, Status::Ok.code());
+                answered += 1;
+            }
+        }
+    }
+    eprintln!("{answered} of {} pings answered", ping_id - 1);
+    assert!(answered > 0);
+    raw.echo(100, b"still connected").await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_half_a_frame_and_stalls_is_closed_after_the_idle_timeout() {
+    let (_server, addr) = start().await;
+    let mut raw = Raw::connect(addr).await;
+    let mut wire = BytesMut::new();
+    Header {
+        flags: FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+        status: 0,
+        request_id: 1,
+        body_len: 100,
+    }
+    .encode(&mut wire);
+    wire.extend_from_slice(&[0x42; 10]);
+    let sent = Instant::now();
+    raw.send(&wire).await;
+    let heartbeats = raw.unanswered_heartbeats_until_closed().await;
+    assert_closed_in_time("stalled half frame", sent.elapsed(), heartbeats);
+}
+
+#[tokio::test]
+async fn a_client_trickling_one_frame_byte_by_byte_is_closed_after_the_idle_timeout() {
+    let (_server, addr) = start().await;
+    let raw = Raw::connect(addr).await;
+    let Raw {
+        stream,
+        buf,
+        decoder,
+    } = raw;
+    let (mut read, mut write) = stream.into_split();
+    let started = Instant::now();
+    // A frame of 4000 bytes, one byte every 50 ms: bytes keep coming for 200 s, but no
+    // whole frame arrives for the idle timer.
+    let trickle = tokio::spawn(async move {
+        let mut wire = BytesMut::new();
+        Header {
+            flags: FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+            status: 0,
+            request_id: 1,
+            body_len: 4000,
+        }
+        .encode(&mut wire);
+        wire.extend_from_slice(&[0u8; 4000]);
+        for byte in wire.iter() {
+            if write.write_all(std::slice::from_ref(byte)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut buf = buf;
+    let mut decoder = decoder;
+    let mut heartbeats = 0;
+    let closed_after = tokio::time::timeout(WAIT, async {
+        loop {
+            while let Some(frame) = decoder.decode(&mut buf).expect("readable frames") {
+                assert!(is_heartbeat_request(&frame), "{frame:?}");
+                heartbeats += 1;
+            }
+            match read.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s although bytes keep trickling in");
+    trickle.abort();
+    assert_closed_in_time("trickling client", closed_after, heartbeats);
+}
