@@ -1,0 +1,463 @@
+//! Load generator: echo throughput and latency of our framework against tarpc and tonic.
+//!
+//! ```text
+//! loadgen [--secs 10] [--warmup 1] [--concurrency 64] [--size 64] [--threads 2]
+//!         [--rounds 1] [--systems rpc,tarpc,tonic]
+//! ```
+//!
+//! For each system the server runs in a child process (this binary re-executed as
+//! `loadgen serve --system NAME --addr 127.0.0.1:0 --threads N`, which prints its bound
+//! address on stdout and exits when its stdin closes). This process opens ONE connection
+//! to it and runs `concurrency` tasks on it, each calling `echo(payload)` in a loop. Calls
+//! started during the warm-up are not counted; the latency of every later call goes into
+//! an HDR histogram. With `--rounds N` the systems run N times, alternating, and the round
+//! with the median throughput is reported (per-round lines go to stderr). One line per
+//! system on stdout, then ratio lines of `rpc` against the others:
+//!
+//! ```text
+//! system=rpc qps=N p50_us=N p99_us=N p999_us=N errors=N
+//! ratio rpc/tarpc qps=2.31x p50=0.40x p99=0.42x
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use benches::stats::{Recorder, Summary};
+use benches::{rpc_echo, tarpc_echo, tonic_echo};
+
+const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
+
+const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
+                     [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
+                     loadgen serve --system NAME [--addr HOST:PORT] [--threads N]";
+
+#[derive(Debug, Clone)]
+struct Options {
+    secs: f64,
+    warmup: f64,
+    concurrency: usize,
+    size: usize,
+    threads: usize,
+    rounds: usize,
+    systems: Vec<String>,
+    // `serve` mode only.
+    system: Option<String>,
+    addr: String,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut options = Options {
+            secs: 10.0,
+            warmup: 1.0,
+            concurrency: 64,
+            size: 64,
+            threads: 2,
+            rounds: 1,
+            systems: SYSTEMS.iter().map(|s| (*s).to_owned()).collect(),
+            system: None,
+            addr: "127.0.0.1:0".to_owned(),
+        };
+        let mut iter = args.iter();
+        while let Some(flag) = iter.next() {
+            let mut value = || {
+                iter.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
+            fn number<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
+                v.parse()
+                    .map_err(|_| format!("{flag}: not a number: {v:?}"))
+            }
+            match flag.as_str() {
+                "--secs" => options.secs = number(flag, value()?)?,
+                "--warmup" => options.warmup = number(flag, value()?)?,
+                "--concurrency" => options.concurrency = number(flag, value()?)?,
+                "--size" => options.size = number(flag, value()?)?,
+                "--threads" => options.threads = number(flag, value()?)?,
+                "--rounds" => options.rounds = number(flag, value()?)?,
+                "--systems" => {
+                    options.systems = value()?
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "--system" => options.system = Some(value()?),
+                "--addr" => options.addr = value()?,
+                "-h" | "--help" => return Err(USAGE.to_owned()),
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            }
+        }
+        for system in options.systems.iter().chain(&options.system) {
+            if !SYSTEMS.contains(&system.as_str()) {
+                return Err(format!(
+                    "unknown system {system:?}; expected one of {SYSTEMS:?}"
+                ));
+            }
+        }
+        if options.concurrency == 0
+            || options.threads == 0
+            || options.rounds == 0
+            || options.secs <= 0.0
+        {
+            return Err(
+                "--concurrency, --threads, --rounds and --secs must be positive".to_owned(),
+            );
+        }
+        Ok(options)
+    }
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (serve, rest) = match args.split_first() {
+        Some((first, rest)) if first == "serve" => (true, rest),
+        _ => (false, &args[..]),
+    };
+    let options = match Options::parse(rest) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if serve {
+        run_server(&options)
+    } else {
+        run_benchmarks(&options)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("loadgen: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server process
+
+fn run_server(options: &Options) -> Result<(), String> {
+    let system = options
+        .system
+        .clone()
+        .ok_or_else(|| format!("serve needs --system\n{USAGE}"))?;
+    // The parent holds our stdin; when it goes away (killed, crashed, done), so do we.
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+    let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async {
+        match system.as_str() {
+            "rpc" => {
+                let (addr, serve) = rpc_echo::serve(&options.addr)
+                    .await
+                    .map_err(|e| format!("rpc bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            "tarpc" => {
+                let (addr, serve) = tarpc_echo::serve(&options.addr)
+                    .await
+                    .map_err(|e| format!("tarpc bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            "tonic" => {
+                let addr: SocketAddr = options
+                    .addr
+                    .parse()
+                    .map_err(|e| format!("--addr {:?}: {e}", options.addr))?;
+                let (addr, serve) =
+                    tonic_echo::serve(addr).map_err(|e| format!("tonic bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            other => return Err(format!("unknown system {other:?}")),
+        }
+        Ok(())
+    })
+}
+
+fn announce(addr: SocketAddr) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{addr}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Client side
+
+/// One echo call on a client that all tasks share a connection through.
+trait EchoCall: Clone + Send + Sync + 'static {
+    fn call(&mut self, payload: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+impl EchoCall for rpc_echo::EchoClient {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(payload).await.map_err(|e| e.to_string())
+    }
+}
+
+impl EchoCall for tarpc_echo::EchoClient {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(tarpc::context::current(), payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl EchoCall for tonic_echo::EchoClient {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(payload).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The server child process; killed when dropped.
+struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    fn spawn(system: &str, threads: usize) -> Result<(ServerProcess, SocketAddr), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--system", system, "--addr", "127.0.0.1:0"])
+            .args(["--threads", &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawning the {system} server: {e}"))?;
+        let stdout = child.stdout.take();
+        let server = ServerProcess { child };
+        let mut line = String::new();
+        if let Some(stdout) = stdout {
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the {system} server's address: {e}"))?;
+        }
+        let addr = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("the {system} server printed {line:?}, not an address"))?;
+        Ok((server, addr))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) a process used so far, from `/proc/PID/stat`; zero where that
+/// is not available.
+fn cpu_time(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at state (field 3);
+    // utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // USER_HZ is 100 on every Linux configuration we run on.
+    Duration::from_millis(ticks * 10)
+}
+
+struct Plan {
+    measure_from: Instant,
+    end: Instant,
+}
+
+async fn drive<C: EchoCall>(client: C, options: &Options) -> Recorder {
+    let payload: Vec<u8> = (0..options.size).map(|i| i as u8).collect();
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(options.warmup);
+    let window = Duration::from_secs_f64(options.secs);
+    let plan = std::sync::Arc::new(Plan {
+        measure_from,
+        end: measure_from + window,
+    });
+    let tasks: Vec<_> = (0..options.concurrency)
+        .map(|_| {
+            let mut client = client.clone();
+            let payload = payload.clone();
+            let plan = plan.clone();
+            tokio::spawn(async move {
+                let mut recorder = Recorder::new();
+                loop {
+                    let started = Instant::now();
+                    if started >= plan.end {
+                        break;
+                    }
+                    let result = client.call(payload.clone()).await;
+                    let elapsed = started.elapsed();
+                    if started < plan.measure_from {
+                        continue;
+                    }
+                    match result {
+                        Ok(echoed) if echoed.len() == payload.len() => recorder.success(elapsed),
+                        Ok(echoed) => recorder.failure(format!(
+                            "echoed {} bytes instead of {}",
+                            echoed.len(),
+                            payload.len()
+                        )),
+                        Err(error) => recorder.failure(error),
+                    }
+                }
+                recorder
+            })
+        })
+        .collect();
+    let mut total = Recorder::new();
+    for task in tasks {
+        match task.await {
+            Ok(recorder) => total.merge(&recorder),
+            Err(error) => total.failure(format!("load task panicked: {error}")),
+        }
+    }
+    total
+}
+
+async fn bench_system(
+    system: &str,
+    addr: SocketAddr,
+    options: &Options,
+) -> Result<Recorder, String> {
+    async fn check<C: EchoCall>(mut client: C, options: &Options) -> Result<Recorder, String> {
+        // One call first: connects, and fails fast if the server is not answering.
+        client
+            .call(vec![0; options.size])
+            .await
+            .map_err(|e| format!("first call failed: {e}"))?;
+        Ok(drive(client, options).await)
+    }
+    match system {
+        "rpc" => {
+            let client = rpc_echo::client(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "tarpc" => {
+            let client = tarpc_echo::connect(addr)
+                .await
+                .map_err(|e| format!("tarpc connect: {e}"))?;
+            check(client, options).await
+        }
+        "tonic" => {
+            let client = tonic_echo::EchoClient::connect(addr)
+                .await
+                .map_err(|e| format!("tonic connect: {e}"))?;
+            check(client, options).await
+        }
+        other => Err(format!("unknown system {other:?}")),
+    }
+}
+
+fn run_one(
+    rt: &tokio::runtime::Runtime,
+    system: &str,
+    options: &Options,
+    window: Duration,
+) -> Result<Summary, String> {
+    let (server, addr) = ServerProcess::spawn(system, options.threads)?;
+    let server_pid = server.pid().to_string();
+    let (client_cpu, server_cpu) = (cpu_time("self"), cpu_time(&server_pid));
+    let outcome = rt.block_on(bench_system(system, addr, options));
+    let client_cpu = cpu_time("self").saturating_sub(client_cpu);
+    let server_cpu = cpu_time(&server_pid).saturating_sub(server_cpu);
+    drop(server);
+    let recorder = outcome?;
+    let summary = recorder.summary(system, window);
+    // Calls made over the whole run (warm-up included), extrapolated from the window.
+    let run = window.as_secs_f64() + options.warmup;
+    let calls = (recorder.ok + recorder.errors).max(1) as f64 * run / window.as_secs_f64();
+    eprintln!(
+        "#   {system}: cpu client={:.2} cores server={:.2} cores (~{:.1} us/call client, {:.1} us/call server)",
+        client_cpu.as_secs_f64() / run,
+        server_cpu.as_secs_f64() / run,
+        client_cpu.as_secs_f64() * 1e6 / calls,
+        server_cpu.as_secs_f64() * 1e6 / calls,
+    );
+    if let Some(error) = &recorder.first_error {
+        eprintln!("#   {system}: first error: {error}");
+    }
+    Ok(summary)
+}
+
+fn run_benchmarks(options: &Options) -> Result<(), String> {
+    let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
+    let window = Duration::from_secs_f64(options.secs);
+    eprintln!(
+        "# loadgen: {} s (+{} s warm-up), concurrency {}, payload {} B, {} worker threads per process, {} cores",
+        options.secs,
+        options.warmup,
+        options.concurrency,
+        options.size,
+        options.threads,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    // Every system runs once per round, in turn, so that
+    // background load drifting over time hits every system alike.
+    let mut per_system: Vec<(String, Vec<Summary>)> = options
+        .systems
+        .iter()
+        .map(|s| (s.clone(), Vec::new()))
+        .collect();
+    for round in 1..=options.rounds {
+        for (system, runs) in &mut per_system {
+            match run_one(&rt, system, options, window) {
+                Ok(summary) => {
+                    if options.rounds > 1 {
+                        eprintln!("# round {round}: {summary}");
+                    }
+                    runs.push(summary);
+                }
+                Err(error) => println!("system={system} failed: {error}"),
+            }
+        }
+    }
+    // One line per system: the round with the median throughput.
+    let mut summaries = Vec::new();
+    for (_, mut runs) in per_system {
+        if runs.is_empty() {
+            continue;
+        }
+        runs.sort_by(|a, b| a.qps.total_cmp(&b.qps));
+        let median = runs.swap_remove(runs.len() / 2);
+        println!("{median}");
+        summaries.push(median);
+    }
+    if let Some(ours) = summaries.iter().find(|s| s.system == "rpc") {
+        for other in summaries.iter().filter(|s| s.system != "rpc") {
+            println!("{}", ours.ratio(other));
+        }
+    }
+    std::io::stdout().flush().ok();
+    Ok(())
+}

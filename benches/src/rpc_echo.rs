@@ -1,0 +1,46 @@
+//! The echo service on our framework: `#[rpc_core::service]` over the long-connection TCP
+//! transport, bincode codec.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use transports::TcpTransport;
+
+/// The echo service of the benchmarks.
+#[rpc_core::service(name = "bench.Echo")]
+pub trait Echo {
+    /// Returns `payload` unchanged.
+    async fn echo(&self, payload: Vec<u8>) -> Vec<u8>;
+}
+
+/// The server implementation: hands the payload back.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn echo(&self, payload: Vec<u8>) -> Vec<u8> {
+        payload
+    }
+}
+
+/// Binds `addr` and serves [`EchoImpl`] on it; the returned future runs the server.
+pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
+    let server = rpc_core::Server::builder()
+        .transport(TcpTransport::default())
+        .add_service(EchoServer::new(EchoImpl))
+        .bind(addr)
+        .await?;
+    let local = server.local_addr();
+    Ok((local, server.run_until(std::future::pending())))
+}
+
+/// A client of the echo service at `addr`: one multiplexed connection shared by all clones,
+/// bincode, 5 s timeout.
+pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
+    EchoClient::builder()
+        .transport(TcpTransport::default())
+        .address(addr.to_string())
+        .codec(rpc_core::Codec::Bincode)
+        .timeout(Duration::from_secs(5))
+        .build()
+}
