@@ -927,7 +927,10 @@ async fn a_reused_request_id_does_not_orphan_the_first_call() {
     assert_eq!(refused.header.request_id, 7);
     assert_eq!(refused.header.status, Status::BadRequest.code());
     let message = String::from_utf8_lossy(&refused.body);
-    assert!(message.contains("request id 7 is already in flight"), "{message}");
+    assert!(
+        message.contains("request id 7 is already in flight"),
+        "{message}"
+    );
     let now_started = HANG_STARTED[TAG].load(Ordering::SeqCst) - started;
     assert_eq!(now_started, 1, "only the first call runs");
     drop(raw);

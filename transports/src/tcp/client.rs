@@ -309,7 +309,7 @@ impl Connection {
         if header.is_event() {
             return;
         }
-        let Some(waiter) = self.lock().calls.remove(&header.request_id) else {
+        let Some(waiter) = self.remove(header.request_id) else {
             // The caller already gave up (timeout or cancellation).
             return;
         };
@@ -334,6 +334,7 @@ impl Connection {
             if pending.closed.is_none() {
                 pending.closed = Some(error.clone());
             }
+            self.outbox.set_in_flight(0);
             std::mem::take(&mut pending.calls)
         };
         self.outbox.close();
@@ -341,6 +342,14 @@ impl Connection {
         for (_, waiter) in waiters {
             let _ = waiter.tx.send(Err(error.clone()));
         }
+    }
+
+    /// Takes the waiter of call `id` out of the in-flight table.
+    fn remove(&self, id: u64) -> Option<Waiter> {
+        let mut pending = self.lock();
+        let waiter = pending.calls.remove(&id);
+        self.outbox.set_in_flight(pending.calls.len());
+        waiter
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -376,6 +385,7 @@ impl Connection {
                     budget: req.timeout,
                 },
             );
+            self.outbox.set_in_flight(pending.calls.len());
             Some(rx)
         } else {
             None
@@ -393,7 +403,7 @@ impl Connection {
             buf.extend_from_slice(&req.body);
         });
         if let Err(error) = pushed {
-            self.lock().calls.remove(&id);
+            self.remove(id);
             return Err(error);
         }
         let Some(receiver) = receiver else {
@@ -431,7 +441,7 @@ impl Drop for CancelOnDrop<'_> {
         if !self.armed {
             return;
         }
-        if self.connection.lock().calls.remove(&self.id).is_some() {
+        if self.connection.remove(self.id).is_some() {
             let id = self.id;
             let _ = self.connection.outbox.push(|buf| {
                 Header {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::server::{Dispatcher, ProviderService};
 use rpc_core::transport::Listener;
-use rpc_core::{Codec, Context, Error, Result, ServerRequest, Status};
+use rpc_core::{Codec, Context, Error, Response, Result, ServerRequest, Status};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
@@ -21,7 +22,7 @@ use tower::{Service, ServiceExt};
 
 use super::TcpConfig;
 use super::conn::{Activity, Outbox, keepalive, write_loop};
-use super::frame::{FLAG_EVENT, Frame, FrameDecoder, Header};
+use super::frame::{FLAG_EVENT, Frame, FrameDecoder, HEADER_LEN, Header};
 use super::head::decode_head;
 
 struct Shared {
@@ -151,6 +152,27 @@ impl Connection {
         });
     }
 
+    /// Sends the outcome of call `request_id`.
+    fn answer(&self, request_id: u64, codec_id: u8, result: Result<Response>) {
+        match result {
+            Ok(response) if response.body.len() > self.max_frame_len as usize => {
+                let error = Error::Remote {
+                    status: Status::BadResponse,
+                    message: format!(
+                        "response length {} exceeds limit {}",
+                        response.body.len(),
+                        self.max_frame_len
+                    ),
+                };
+                self.respond_error(request_id, codec_id, &error);
+            }
+            Ok(response) => {
+                self.respond(request_id, response.codec.id(), Status::Ok, &response.body)
+            }
+            Err(error) => self.respond_error(request_id, codec_id, &error),
+        }
+    }
+
     fn respond_error(&self, request_id: u64, codec_id: u8, error: &Error) {
         let message = match error {
             Error::Handler(message) => message.clone(),
@@ -198,6 +220,7 @@ async fn serve_connection(
         || heartbeat_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     );
     tokio::pin!(idle);
+    let mut holding = false;
     loop {
         let frame = tokio::select! {
             _ = shared.closing.cancelled() => break,
@@ -211,7 +234,18 @@ async fn serve_connection(
             None => break,
             Some(Ok(frame)) => {
                 activity.read();
+                // More frames already read: answer them all before waking the writer, so
+                // one read's worth of requests goes back in one write.
+                let more = frames.read_buffer().len() >= HEADER_LEN;
+                if more && !holding {
+                    connection.outbox.hold();
+                    holding = true;
+                }
                 on_frame(&shared, &connection, &mut service, frame).await;
+                if !more && holding {
+                    connection.outbox.release();
+                    holding = false;
+                }
             }
             Some(Err(error)) => {
                 tracing::warn!(%peer, %error, "unreadable frame, closing connection");
@@ -231,6 +265,7 @@ async fn serve_connection(
     for (_, call) in connection.running().drain() {
         call.abort();
     }
+    connection.outbox.set_in_flight(0);
     connection.outbox.close();
     let _ = writer.await;
 }
@@ -278,7 +313,18 @@ async fn on_frame(
     if service.ready().await.is_err() {
         return;
     }
-    let call = service.call(request);
+    let mut call = service.call(request);
+    // Poll once right here: a handler that does not wait on anything (most do not) is
+    // answered without a task spawn or a cross-thread wake-up. Should it wait, it moves
+    // to its own task and the stale waker registration costs at most a spurious wake.
+    if let Poll::Ready(result) =
+        std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
+    {
+        if two_way {
+            connection.answer(id, codec_id, result);
+        }
+        return;
+    }
     if !two_way {
         shared.calls.spawn(async move {
             let _ = call.await;
@@ -291,24 +337,15 @@ async fn on_frame(
     let mut running = connection.running();
     let task = shared.calls.spawn(async move {
         let result = call.await;
-        done.running().remove(&id);
-        match result {
-            Ok(response) if response.body.len() > done.max_frame_len as usize => {
-                let error = Error::Remote {
-                    status: Status::BadResponse,
-                    message: format!(
-                        "response length {} exceeds limit {}",
-                        response.body.len(),
-                        done.max_frame_len
-                    ),
-                };
-                done.respond_error(id, codec_id, &error);
-            }
-            Ok(response) => done.respond(id, response.codec.id(), Status::Ok, &response.body),
-            Err(error) => done.respond_error(id, codec_id, &error),
+        {
+            let mut running = done.running();
+            running.remove(&id);
+            done.outbox.set_in_flight(running.len());
         }
+        done.answer(id, codec_id, result);
     });
     running.insert(id, task.abort_handle());
+    connection.outbox.set_in_flight(running.len());
 }
 
 fn decode_request(shared: &Shared, peer: SocketAddr, frame: &Frame) -> Result<ServerRequest> {
