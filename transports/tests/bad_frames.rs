@@ -382,6 +382,25 @@ async fn many_requests_in_one_write_are_all_answered_by_request_id() {
 // Frames the server cannot read close that connection only.
 
 #[tokio::test]
+async fn an_answer_is_not_held_back_by_the_partial_frame_that_follows_it() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    // One round trip first, so the server's writer is idle and waiting, as in steady state.
+    raw.echo(0, Codec::Json, b"warm").await;
+    let second = echo_call(2, Codec::Json, b"second");
+    // The first call whole, then the second's header and a few body bytes in one write:
+    // the first answer must leave now, not when the second frame completes.
+    let mut bytes = echo_call(1, Codec::Json, b"first");
+    bytes.extend_from_slice(&second[..20]);
+    raw.send(&bytes).await;
+    let frame = raw.frame().await;
+    assert_echoed(&frame, 1, Codec::Json, b"first");
+    raw.send(&second[20..]).await;
+    let frame = raw.frame().await;
+    assert_echoed(&frame, 2, Codec::Json, b"second");
+}
+
+#[tokio::test]
 async fn bad_magic_closes_that_connection_while_a_healthy_connection_keeps_getting_answers() {
     let (_server, addr) = start(TcpConfig::default()).await;
     let mut healthy = Raw::connect(addr).await;

@@ -218,9 +218,14 @@ impl Connection {
             .set_nodelay(true)
             .map_err(|e| Error::io(format!("set TCP_NODELAY on {address}"), e))?;
         let (read, write) = stream.into_split();
+        let activity = Arc::new(Activity::new());
         let connection = Arc::new(Connection {
             peer: address.into(),
-            outbox: Arc::new(Outbox::new(config.max_write_buffer)),
+            outbox: Arc::new(Outbox::new(
+                config.max_write_buffer,
+                write,
+                activity.clone(),
+            )),
             pending: Mutex::new(Pending {
                 calls: IdMap::default(),
                 closed: None,
@@ -229,12 +234,10 @@ impl Connection {
             max_frame_len: config.max_frame_len,
             closed: CancellationToken::new(),
         });
-        let activity = Arc::new(Activity::new());
 
         let writer = connection.clone();
-        let write_activity = activity.clone();
         tokio::spawn(async move {
-            let result = write_loop(writer.outbox.clone(), write, write_activity).await;
+            let result = write_loop(writer.outbox.clone()).await;
             let error = match result {
                 Ok(()) => Error::transport(format!("connection to {} closed", writer.peer)),
                 Err(e) => Error::io(format!("write to {} failed", writer.peer), e),
@@ -361,8 +364,10 @@ impl Connection {
 
     async fn call(self: Arc<Self>, req: Request) -> Result<Response> {
         let remaining = req.deadline.saturating_duration_since(Instant::now());
-        let timeout_ms = remaining.as_millis().max(1).to_string();
-        let head_len = head::head_len(&req, &timeout_ms)?;
+        let timeout_ms =
+            head::Decimal::new(remaining.as_millis().clamp(1, u64::MAX as u128) as u64);
+        let timeout_ms = timeout_ms.as_str();
+        let head_len = head::head_len(&req, timeout_ms)?;
         let body_len = head_len + req.body.len();
         if body_len > self.max_frame_len as usize {
             return Err(Error::FrameTooLarge {
@@ -399,7 +404,7 @@ impl Connection {
                 body_len: body_len as u32,
             }
             .encode(buf);
-            head::encode_head(&req, &timeout_ms, buf);
+            head::encode_head(&req, timeout_ms, buf);
             buf.extend_from_slice(&req.body);
         });
         if let Err(error) = pushed {

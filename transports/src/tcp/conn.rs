@@ -5,8 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use bytes::{Buf, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -19,13 +18,16 @@ use rpc_core::{Error, Result};
 ///
 /// Every task appends its encoded frame to one buffer under a short lock; the writer task
 /// swaps the whole buffer out and writes it with one syscall. Under load many frames go out
-/// per write, and nothing is allocated per frame.
+/// per write, and nothing is allocated per frame. A lone frame (nothing queued, nothing
+/// being written, no other call in flight) is written at once by the task that made it,
+/// which saves the writer task's wake-up on the ping-pong path.
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     wake: Notify,
     limit: usize,
     /// Calls in flight on this connection (client: awaiting answers; server: running).
     in_flight: AtomicUsize,
+    activity: Arc<Activity>,
 }
 
 struct OutboxState {
@@ -33,19 +35,26 @@ struct OutboxState {
     closed: bool,
     /// While held, appends do not wake the writer; releasing does, once.
     held: bool,
+    /// The writer task has taken bytes it has not finished writing.
+    writing: bool,
+    /// The socket, shared with the writer task; dropped (sending FIN) when it ends.
+    socket: Option<Arc<OwnedWriteHalf>>,
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> Outbox {
+    pub(crate) fn new(limit: usize, socket: OwnedWriteHalf, activity: Arc<Activity>) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
                 buf: BytesMut::with_capacity(8 * 1024),
                 closed: false,
                 held: false,
+                writing: false,
+                socket: Some(Arc::new(socket)),
             }),
             wake: Notify::new(),
             limit,
             in_flight: AtomicUsize::new(0),
+            activity,
         }
     }
 
@@ -68,7 +77,24 @@ impl Outbox {
                     state.buf.len()
                 )));
             }
+            let alone = state.buf.is_empty()
+                && !state.writing
+                && !state.held
+                && self.in_flight.load(Ordering::Relaxed) <= 1;
             encode(&mut state.buf);
+            if alone {
+                if let Some(socket) = &state.socket {
+                    // A full write leaves nothing for the writer; anything else (a partial
+                    // write, WouldBlock, an error) is left to it, in order.
+                    if let Ok(written) = socket.try_write(&state.buf) {
+                        state.buf.advance(written);
+                        if state.buf.is_empty() {
+                            self.activity.wrote();
+                            return Ok(());
+                        }
+                    }
+                }
+            }
             if state.held {
                 return Ok(());
             }
@@ -111,11 +137,19 @@ impl Outbox {
 }
 
 /// Writes queued frames until the outbox is closed and drained, or the socket fails.
-pub(crate) async fn write_loop(
-    outbox: Arc<Outbox>,
-    mut socket: OwnedWriteHalf,
-    activity: Arc<Activity>,
-) -> std::io::Result<()> {
+pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
+    let Some(socket) = outbox.lock().socket.clone() else {
+        return Ok(());
+    };
+    let result = write_batches(&outbox, &socket).await;
+    let mut state = outbox.lock();
+    state.socket = None;
+    state.closed = true;
+    state.writing = false;
+    result
+}
+
+async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Result<()> {
     let mut batch = BytesMut::with_capacity(8 * 1024);
     loop {
         // When other calls are in flight their frames are about to follow: step back once
@@ -129,20 +163,34 @@ pub(crate) async fn write_loop(
         let closed = {
             let mut state = outbox.lock();
             std::mem::swap(&mut state.buf, &mut batch);
+            state.writing = !batch.is_empty();
             state.closed
         };
         if batch.is_empty() {
             if closed {
-                let _ = socket.shutdown().await;
                 return Ok(());
             }
             outbox.wake.notified().await;
             continue;
         }
-        socket.write_all(&batch).await?;
-        activity.wrote();
+        write_all(socket, &batch).await?;
+        outbox.activity.wrote();
         batch.clear();
     }
+}
+
+/// `write_all` through `&OwnedWriteHalf`, so the socket can be shared with direct writers.
+async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// When the connection last read and wrote, for heartbeats and idle detection.

@@ -93,6 +93,17 @@ impl Header {
     }
 }
 
+/// True when `buf` starts with a whole frame (header and body), valid or not.
+pub(crate) fn starts_with_whole_frame(buf: &[u8]) -> bool {
+    match buf.get(12..HEADER_LEN) {
+        Some(len) => {
+            let body_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            buf.len() - HEADER_LEN >= body_len
+        }
+        None => false,
+    }
+}
+
 /// A whole frame: header and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -207,6 +218,16 @@ mod tests {
                 if size == DEFAULT_MAX_FRAME_LEN + 1 && limit == DEFAULT_MAX_FRAME_LEN
         ));
         assert_eq!(buf.capacity(), capacity);
+    }
+
+    #[test]
+    fn whole_frames_are_recognised() {
+        let mut wire = BytesMut::new();
+        Frame::new(FLAG_REQUEST, 0, 1, Bytes::from_static(b"abc")).encode(&mut wire);
+        assert!(starts_with_whole_frame(&wire));
+        assert!(!starts_with_whole_frame(&wire[..wire.len() - 1]));
+        assert!(!starts_with_whole_frame(&wire[..HEADER_LEN - 1]));
+        assert!(!starts_with_whole_frame(&[]));
     }
 
     #[test]

@@ -20,6 +20,33 @@ pub const TIMEOUT_KEY: &str = "timeout";
 /// entries; the cap keeps a hostile head from costing more than a bounded amount of work.
 pub const MAX_ATTACHMENTS: usize = 256;
 
+/// A number's decimal digits, formatted on the stack (the timeout is written per call).
+pub(crate) struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub(crate) fn new(mut n: u64) -> Decimal {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { digits, start }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.digits[self.start..]).unwrap_or("0")
+    }
+}
+
 /// Length of the head `encode_head` would write.
 pub(crate) fn head_len(req: &Request, timeout_ms: &str) -> Result<usize> {
     if req.attachments.len() + 1 > MAX_ATTACHMENTS {
@@ -170,6 +197,13 @@ mod tests {
             timeout: Duration::from_millis(250),
             deadline: Instant::now(),
             body: Default::default(),
+        }
+    }
+
+    #[test]
+    fn decimals_match_to_string() {
+        for n in [0, 1, 9, 10, 999, 1000, 123_456_789, u64::MAX] {
+            assert_eq!(Decimal::new(n).as_str(), n.to_string());
         }
     }
 

@@ -22,7 +22,7 @@ use tower::{Service, ServiceExt};
 
 use super::TcpConfig;
 use super::conn::{Activity, Outbox, keepalive, write_loop};
-use super::frame::{FLAG_EVENT, Frame, FrameDecoder, HEADER_LEN, Header};
+use super::frame::{FLAG_EVENT, Frame, FrameDecoder, Header, starts_with_whole_frame};
 use super::head::decode_head;
 
 struct Shared {
@@ -196,18 +196,18 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let config = shared.config.clone();
     let (read, write) = stream.into_split();
+    let activity = Arc::new(Activity::new());
     let connection = Arc::new(Connection {
         peer,
-        outbox: Arc::new(Outbox::new(config.max_write_buffer)),
+        outbox: Arc::new(Outbox::new(
+            config.max_write_buffer,
+            write,
+            activity.clone(),
+        )),
         running: Mutex::new(HashMap::new()),
         max_frame_len: config.max_frame_len,
     });
-    let activity = Arc::new(Activity::new());
-    let writer = tokio::spawn(write_loop(
-        connection.outbox.clone(),
-        write,
-        activity.clone(),
-    ));
+    let writer = tokio::spawn(write_loop(connection.outbox.clone()));
     let mut service = shared.dispatcher.service();
     let mut frames =
         FramedRead::with_capacity(read, FrameDecoder::new(config.max_frame_len), 8 * 1024);
@@ -233,10 +233,13 @@ async fn serve_connection(
         match frame {
             None => break,
             Some(Ok(frame)) => {
-                activity.read();
                 // More frames already read: answer them all before waking the writer, so
                 // one read's worth of requests goes back in one write.
-                let more = frames.read_buffer().len() >= HEADER_LEN;
+                let more = starts_with_whole_frame(frames.read_buffer());
+                if !more {
+                    // Once per read, not per frame: it reads the clock.
+                    activity.read();
+                }
                 if more && !holding {
                     connection.outbox.hold();
                     holding = true;
