@@ -39,7 +39,7 @@ pub mod __private {
 
     /// Encodes a handler's return value.
     pub fn encode_result<R: serde::Serialize>(codec: Codec, value: &R) -> Result<Bytes> {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
         codec.encode(value, &mut out)?;
         Ok(out.freeze())
     }

@@ -139,7 +139,7 @@ impl Client {
             .timeout
             .or(method.timeout_ms.map(Duration::from_millis))
             .unwrap_or(self.shared.timeout);
-        let mut body = BytesMut::new();
+        let mut body = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
         self.shared.codec.encode(args, &mut body)?;
         Ok(Request {
             service: self.shared.service.clone(),

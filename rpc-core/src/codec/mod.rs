@@ -12,6 +12,11 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
+/// Initial buffer for encoding one call's arguments or result: large enough that a typical
+/// small message encodes without growing the buffer (serde writes piecewise, and each
+/// growth is a reallocation and a copy).
+pub const ENCODE_CAPACITY: usize = 256;
+
 /// A serialization format, identified on the wire by its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
