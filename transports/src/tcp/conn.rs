@@ -85,17 +85,16 @@ impl Outbox {
                 && !state.held
                 && self.in_flight.load(Ordering::Relaxed) <= 1;
             encode(&mut state.buf);
-            if alone {
-                if let Some(socket) = &state.socket {
-                    // A full write leaves nothing for the writer; anything else (a partial
-                    // write, WouldBlock, an error) is left to it, in order.
-                    if let Ok(written) = socket.try_write(&state.buf) {
-                        state.buf.advance(written);
-                        if state.buf.is_empty() {
-                            self.activity.wrote();
-                            return Ok(());
-                        }
-                    }
+            // A full write leaves nothing for the writer; anything else (a partial write,
+            // WouldBlock, an error) is left to it, in order.
+            if alone
+                && let Some(socket) = &state.socket
+                && let Ok(written) = socket.try_write(&state.buf)
+            {
+                state.buf.advance(written);
+                if state.buf.is_empty() {
+                    self.activity.wrote();
+                    return Ok(());
                 }
             }
             if state.held {
