@@ -74,8 +74,9 @@ pub enum Error {
     /// The call was refused before it ran (overload, shutdown, a full buffer).
     #[error("rejected: {0}")]
     Rejected(String),
-    /// The caller gave up on the call.
-    #[error("call cancelled")]
+    /// The provider abandoned the call before it finished (it shut down past its grace
+    /// period); callers see it as [`Error::Remote`] with status 80 and this message.
+    #[error("call cancelled: the provider stopped before it finished")]
     Cancelled,
     /// No provider is available for the service.
     #[error("no provider available for {0}")]

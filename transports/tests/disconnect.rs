@@ -8,11 +8,43 @@ use common::{client, eventually, start};
 use rpc_core::{Codec, Error, Server};
 use transports::{TcpConfig, TcpTransport};
 
+/// A TCP relay between the client and the provider that the test can cut, like a cable.
+struct Relay {
+    address: std::net::SocketAddr,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let cut = tokio_util::sync::CancellationToken::new();
+        let token = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut downstream, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                let mut up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut downstream, &mut up) => {}
+                    }
+                });
+            }
+        });
+        Relay { address, cut }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_fails_all_in_flight_calls() {
-    // No grace: shutdown aborts the handlers and closes the connection under the calls.
-    let (server, stats) = start(TcpConfig::default(), Duration::ZERO).await;
-    let probe = client(server.local_addr(), Codec::Bincode);
+    let (server, stats) = start(TcpConfig::default(), Duration::from_secs(1)).await;
+    let relay = Relay::start(server.local_addr()).await;
+    let probe = client(relay.address, Codec::Bincode);
     let calls: Vec<_> = (0..50)
         .map(|_| {
             let probe = probe.clone();
@@ -27,7 +59,7 @@ async fn disconnect_fails_all_in_flight_calls() {
         .is_some()
     );
     let started = Instant::now();
-    server.shutdown().await;
+    relay.cut.cancel();
     for call in calls {
         let result = tokio::time::timeout(Duration::from_secs(10), call)
             .await
@@ -38,6 +70,14 @@ async fn disconnect_fails_all_in_flight_calls() {
     eprintln!(
         "50 in-flight calls failed {:?} after the disconnect",
         started.elapsed()
+    );
+    // The provider notices the closed connection and aborts the orphaned handlers.
+    assert!(
+        eventually(Duration::from_secs(5), || common::Stats::get(
+            &stats.aborted
+        ) == 50)
+        .await
+        .is_some()
     );
 }
 

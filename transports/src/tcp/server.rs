@@ -128,12 +128,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 struct Connection {
     peer: SocketAddr,
     outbox: Arc<Outbox>,
-    running: Mutex<HashMap<u64, AbortHandle>>,
+    /// Spawned two-way calls by request id, with the codec id to answer them in.
+    running: Mutex<HashMap<u64, (AbortHandle, u8)>>,
     max_frame_len: u32,
 }
 
 impl Connection {
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, AbortHandle>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (AbortHandle, u8)>> {
         self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -265,8 +266,11 @@ async fn serve_connection(
             }
         }
     }
-    for (_, call) in connection.running().drain() {
+    // Whatever still runs is abandoned: if the peer is still there (shutdown past its
+    // grace period), it learns why instead of seeing the connection just close.
+    for (id, (call, codec_id)) in connection.running().drain() {
         call.abort();
+        connection.respond_error(id, codec_id, &Error::Cancelled);
     }
     connection.outbox.set_in_flight(0);
     connection.outbox.close();
@@ -288,7 +292,7 @@ async fn on_frame(
     if header.is_event() {
         if header.is_two_way() {
             connection.respond(id, FLAG_EVENT, Status::Ok, &[]);
-        } else if let Some(call) = connection.running().remove(&id) {
+        } else if let Some((call, _)) = connection.running().remove(&id) {
             tracing::debug!(peer = %connection.peer, id, "call cancelled by caller");
             call.abort();
         }
@@ -347,7 +351,7 @@ async fn on_frame(
         }
         done.answer(id, codec_id, result);
     });
-    running.insert(id, task.abort_handle());
+    running.insert(id, (task.abort_handle(), codec_id));
     connection.outbox.set_in_flight(running.len());
 }
 
