@@ -136,6 +136,17 @@ pub fn parse_flags(allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     Ok(flags)
 }
 
+/// The process exit code for a binary's outcome; an error is printed as `program: error`.
+pub fn exit_code(program: &str, outcome: Result<(), String>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{program}: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

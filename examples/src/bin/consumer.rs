@@ -4,20 +4,14 @@
 
 use std::time::Duration;
 
-use examples::{EchoClient, GreeterClient, init_logging, parse_flags};
+use examples::{EchoClient, GreeterClient, exit_code, init_logging, parse_flags};
 use rpc_core::Codec;
 use transports::TcpTransport;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     init_logging();
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("consumer: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit_code("consumer", run().await)
 }
 
 async fn run() -> Result<(), String> {

@@ -2,20 +2,14 @@
 //!
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1`
 
-use examples::{EchoServer, Echoer, GreeterServer, Greeting, init_logging, parse_flags};
+use examples::{EchoServer, Echoer, GreeterServer, Greeting, exit_code, init_logging, parse_flags};
 use rpc_core::{Codec, Server};
 use transports::TcpTransport;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     init_logging();
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("provider: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    exit_code("provider", run().await)
 }
 
 async fn run() -> Result<(), String> {
