@@ -159,3 +159,44 @@ async fn an_unreachable_provider_fails_fast_with_a_transport_error() {
     assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A second service, to share the probe's port.
+#[rpc_core::service(name = "test.Counter", version = "2.0")]
+pub trait Counter {
+    /// Adds one.
+    async fn next(&self, n: u64) -> u64;
+}
+
+struct PlusOne;
+
+impl Counter for PlusOne {
+    async fn next(&self, n: u64) -> u64 {
+        n + 1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_share_one_port() {
+    let server = rpc_core::Server::builder()
+        .transport(TcpTransport::default())
+        .add_service(common::ProbeServer::new(common::ProbeImpl::default()))
+        .add_service(CounterServer::new(PlusOne))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let names: Vec<_> = server
+        .services()
+        .iter()
+        .map(|d| (d.name, d.version))
+        .collect();
+    assert_eq!(names, [("test.Counter", "2.0"), ("test.Probe", "")]);
+    let address = server.local_addr().to_string();
+    let counter = CounterClient::builder()
+        .transport(TcpTransport::default())
+        .address(address.clone())
+        .build()
+        .unwrap();
+    let probe = client(server.local_addr(), Codec::Bincode);
+    assert_eq!(counter.next(41).await.unwrap(), 42);
+    assert_eq!(probe.echo("same port".into()).await.unwrap(), "same port");
+}

@@ -2,6 +2,8 @@
 //!
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1`
 
+use std::io::Write;
+
 use examples::{EchoServer, Echoer, GreeterServer, Greeting, exit_code, init_logging, parse_flags};
 use rpc_core::{Codec, Server};
 use transports::TcpTransport;
@@ -47,6 +49,8 @@ async fn run() -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
-    println!("stopped");
+    // Not println!: a closed stdout (the parent went away) must not turn a clean stop
+    // into a panic.
+    let _ = writeln!(std::io::stdout(), "stopped");
     Ok(())
 }
