@@ -4,21 +4,44 @@
 //! only, so the user crate needs `rpc-core` (and `serde` for its own types) and nothing
 //! else.
 //!
-//! ```ignore
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// What `greet` and `charge` refuse.
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub struct GreetError(pub String);
+//!
+//! /// An order.
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub struct Order { pub id: u64 }
+//!
+//! /// A receipt.
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub struct Receipt { pub order: u64 }
+//!
 //! #[rpc_core::service(name = "demo.Greeter", version = "1.0.0")]
 //! pub trait Greeter {
 //!     /// Says hello.
 //!     async fn greet(&self, name: String) -> Result<String, GreetError>;
 //!
+//!     /// Charges an order.
 //!     #[rpc(timeout_ms = 200, retries = 0, cluster = "failfast", idempotent, hash_arg = "order")]
 //!     async fn charge(&self, order: Order, amount: u64) -> Result<Receipt, GreetError>;
 //!
+//!     /// Logs a line; the caller does not wait.
 //!     #[rpc(oneway)]
 //!     async fn log(&self, line: String);
 //!
 //!     /// `&Context` first: the handler sees attachments, deadline and peer.
 //!     async fn whoami(&self, cx: &rpc_core::Context) -> String;
 //! }
+//!
+//! let charge = &GREETER_DESCRIPTOR.methods[1];
+//! assert_eq!((GREETER_DESCRIPTOR.name, GREETER_DESCRIPTOR.version), ("demo.Greeter", "1.0.0"));
+//! assert_eq!((charge.name, charge.timeout_ms, charge.hash_arg), ("charge", Some(200), Some("order")));
+//! assert_eq!(charge.args, ["order", "amount"]);
+//! assert!(GREETER_DESCRIPTOR.methods[2].oneway);
+//! assert_eq!(GREETER_DESCRIPTOR.methods[3].args, [] as [&str; 0], "the context is not an argument");
 //! ```
 //!
 //! # What it generates
