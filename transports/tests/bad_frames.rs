@@ -6,57 +6,29 @@
 //! skeleton (no proc macro); the peers are raw `TcpStream`s writing bytes by hand and reading
 //! frames with `FrameDecoder`. Every read is bounded by a generous timeout so nothing hangs.
 
+mod raw;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use raw::{
+    Echo, Raw, WAIT, assert_echoed, call_bytes, echo_args, echo_call, frame_bytes, head,
+    header_bytes, put_str, start_with,
+};
+use rpc_core::{Codec, Server, Status};
+use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Decoder;
+use transports::TcpConfig;
 use transports::tcp::frame::{
     FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, HEADER_LEN, Header, MAGIC,
 };
-use transports::{TcpConfig, TcpTransport};
-
-/// Bound on every wait for a frame or a close.
-const WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
-// The service under test.
-
-static ECHO: ServiceDescriptor = ServiceDescriptor {
-    name: "Echo",
-    version: "",
-    methods: &[
-        MethodDescriptor {
-            name: "echo",
-            args: &["payload"],
-            timeout_ms: None,
-            retries: None,
-            oneway: false,
-            idempotent: false,
-            cluster: None,
-            loadbalance: None,
-            hash_arg: None,
-        },
-        MethodDescriptor {
-            name: "hang",
-            args: &[],
-            timeout_ms: None,
-            retries: None,
-            oneway: false,
-            idempotent: false,
-            cluster: None,
-            loadbalance: None,
-            hash_arg: None,
-        },
-    ],
-};
+// The service under test: the shared `Echo`, its `hang` handlers counted.
 
 /// How many `hang` handlers started, and how many were dropped (aborted), per value of the
 /// `tag` attachment, so tests running at once do not count each other's handlers.
@@ -69,6 +41,13 @@ impl Drop for CountDrop {
     fn drop(&mut self) {
         HANG_DROPPED[self.0].fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Counts a `hang` handler starting under `tag`, and (through the guard) its drop.
+fn count_hang(tag: usize) -> Box<dyn Send> {
+    let tag = tag.min(3);
+    HANG_STARTED[tag].fetch_add(1, Ordering::SeqCst);
+    Box::new(CountDrop(tag))
 }
 
 /// A two-way `Echo.hang()` request counted under `tag`.
@@ -95,143 +74,13 @@ async fn wait_count(counter: &[AtomicUsize; 4], tag: usize, at_least: usize, wha
     }
 }
 
-/// `echo(payload: Vec<u8>) -> Vec<u8>`, and `hang()` which never returns.
-struct Echo;
-
-impl Skeleton for Echo {
-    fn descriptor(&self) -> &'static ServiceDescriptor {
-        &ECHO
-    }
-
-    fn call(
-        &self,
-        method: usize,
-        cx: Context,
-        codec: Codec,
-        args: Bytes,
-    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
-        let tag = cx
-            .attachment("tag")
-            .and_then(|tag| tag.parse::<usize>().ok())
-            .unwrap_or(0)
-            .min(3);
-        Box::pin(async move {
-            match method {
-                0 => {
-                    let (payload,): (Vec<u8>,) = codec.decode(&args)?;
-                    let mut out = BytesMut::new();
-                    codec.encode(&payload, &mut out)?;
-                    Ok(out.freeze())
-                }
-                _ => {
-                    HANG_STARTED[tag].fetch_add(1, Ordering::SeqCst);
-                    let _guard = CountDrop(tag);
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                    Ok(Bytes::new())
-                }
-            }
-        })
-    }
-}
-
+/// A server on a free local port serving `Echo`, counting its `hang` handlers.
 async fn start(config: TcpConfig) -> (Server, SocketAddr) {
-    let server = Server::builder()
-        .transport(TcpTransport::new(config))
-        .add_service(Echo)
-        .bind("127.0.0.1:0")
-        .await
-        .expect("server binds");
-    let addr = server.local_addr();
-    (server, addr)
+    start_with(config, Echo::on_hang(count_hang)).await
 }
 
 // ---------------------------------------------------------------------------------------
-// Writing requests by hand.
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// The routing head: service, version, method, attachments.
-fn head(service: &str, version: &str, method: &str, attachments: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_str(&mut out, service);
-    put_str(&mut out, version);
-    put_str(&mut out, method);
-    out.extend_from_slice(&(attachments.len() as u16).to_be_bytes());
-    for (k, v) in attachments {
-        put_str(&mut out, k);
-        put_str(&mut out, v);
-    }
-    out
-}
-
-/// The argument tuple `(payload,)` in `codec`.
-fn echo_args(codec: Codec, payload: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    codec
-        .encode(&(payload.to_vec(),), &mut out)
-        .expect("encode args");
-    out.to_vec()
-}
-
-/// Header and body as bytes.
-fn frame_bytes(flags: u8, request_id: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    Frame::new(flags, 0, request_id, Bytes::copy_from_slice(body)).encode(&mut out);
-    out.to_vec()
-}
-
-/// Just a header, announcing `body_len` bytes that may never come.
-fn header_bytes(flags: u8, request_id: u64, body_len: u32) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    Header {
-        flags,
-        status: 0,
-        request_id,
-        body_len,
-    }
-    .encode(&mut out);
-    out.to_vec()
-}
-
-/// A two-way request frame with serialization id `codec_id` and the given head and args.
-fn call_bytes(request_id: u64, codec_id: u8, head: &[u8], args: &[u8]) -> Vec<u8> {
-    let body = [head, args].concat();
-    frame_bytes(FLAG_REQUEST | FLAG_TWO_WAY | codec_id, request_id, &body)
-}
-
-/// A valid two-way `Echo.echo(payload)` request.
-fn echo_call(request_id: u64, codec: Codec, payload: &[u8]) -> Vec<u8> {
-    call_bytes(
-        request_id,
-        codec.id(),
-        &head("Echo", "", "echo", &[("timeout", "5000")]),
-        &echo_args(codec, payload),
-    )
-}
-
-fn assert_echoed(frame: &Frame, request_id: u64, codec: Codec, payload: &[u8]) {
-    assert_eq!(
-        frame.header.status,
-        Status::Ok.code(),
-        "status of {frame:?}: {}",
-        String::from_utf8_lossy(&frame.body)
-    );
-    assert!(
-        !frame.header.is_request(),
-        "a response, not a request: {frame:?}"
-    );
-    assert!(
-        !frame.header.is_event(),
-        "a call response, not an event: {frame:?}"
-    );
-    assert_eq!(frame.header.request_id, request_id);
-    assert_eq!(frame.header.serialization_id(), codec.id());
-    let echoed: Vec<u8> = codec.decode(&frame.body).expect("response body decodes");
-    assert_eq!(echoed, payload);
-}
+// Checking answers.
 
 /// Asserts a non-OK response with `status` for `request_id`, whose message contains every
 /// one of `needles`.
@@ -252,81 +101,6 @@ fn assert_refused(frame: &Frame, request_id: u64, status: Status, needles: &[&st
             message.contains(needle),
             "message {message:?} should name {needle:?}"
         );
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A raw peer.
-
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    decoder: FrameDecoder,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect within 10 s")
-            .expect("connect");
-        stream.set_nodelay(true).ok();
-        Raw {
-            stream,
-            buf: BytesMut::with_capacity(8 * 1024),
-            decoder: FrameDecoder::new(u32::MAX),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to server");
-    }
-
-    /// The next frame, or `None` once the server closed (EOF or reset). No time limit.
-    async fn next_frame_unbounded(&mut self) -> Option<Frame> {
-        loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Some(frame),
-                Ok(None) => {}
-                Err(error) => panic!("the server sent an unreadable frame: {error}"),
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// The next frame, or `None` once the server closed; panics after [`WAIT`].
-    async fn next_frame(&mut self) -> Option<Frame> {
-        tokio::time::timeout(WAIT, self.next_frame_unbounded())
-            .await
-            .expect("neither a frame nor a close within 10 s")
-    }
-
-    async fn frame(&mut self) -> Frame {
-        self.next_frame()
-            .await
-            .expect("the server closed the connection; expected a frame")
-    }
-
-    async fn expect_closed(&mut self) {
-        if let Some(frame) = self.next_frame().await {
-            panic!("expected the server to close the connection, got {frame:?}");
-        }
-    }
-
-    /// No frame and no close for `quiet`.
-    async fn expect_quiet(&mut self, quiet: Duration) {
-        if let Ok(next) = tokio::time::timeout(quiet, self.next_frame_unbounded()).await {
-            panic!("expected silence, got {next:?}");
-        }
-    }
-
-    async fn echo(&mut self, request_id: u64, codec: Codec, payload: &[u8]) {
-        self.send(&echo_call(request_id, codec, payload)).await;
-        let frame = self.frame().await;
-        assert_echoed(&frame, request_id, codec, payload);
     }
 }
 

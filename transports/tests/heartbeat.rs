@@ -4,103 +4,33 @@
 //! timer counts only whole frames read, so a peer stays connected by answering heartbeats
 //! (or by sending anything else that is a frame), and a silent or stalling peer is closed.
 
+mod raw;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::future::BoxFuture;
-use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton, Status};
+use bytes::BytesMut;
+use raw::{Raw, WAIT, call_bytes, echo_args, frame_bytes, head};
+use rpc_core::{Codec, Server, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
-use transports::tcp::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header};
-use transports::{TcpConfig, TcpTransport};
+use transports::TcpConfig;
+use transports::tcp::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header};
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
 const IDLE: Duration = Duration::from_millis(800);
-/// Bound on every wait.
-const WAIT: Duration = Duration::from_secs(10);
-
-static ECHO: ServiceDescriptor = ServiceDescriptor {
-    name: "Echo",
-    version: "",
-    methods: &[MethodDescriptor {
-        name: "echo",
-        args: &["payload"],
-        timeout_ms: None,
-        retries: None,
-        oneway: false,
-        idempotent: false,
-        cluster: None,
-        loadbalance: None,
-        hash_arg: None,
-    }],
-};
-
-/// `echo(payload: Vec<u8>) -> Vec<u8>`.
-struct Echo;
-
-impl Skeleton for Echo {
-    fn descriptor(&self) -> &'static ServiceDescriptor {
-        &ECHO
-    }
-
-    fn call(
-        &self,
-        _method: usize,
-        _cx: Context,
-        codec: Codec,
-        args: Bytes,
-    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
-        Box::pin(async move {
-            let (payload,): (Vec<u8>,) = codec.decode(&args)?;
-            let mut out = BytesMut::new();
-            codec.encode(&payload, &mut out)?;
-            Ok(out.freeze())
-        })
-    }
-}
 
 async fn start() -> (Server, SocketAddr) {
-    let server = Server::builder()
-        .transport(TcpTransport::new(
-            TcpConfig::default().heartbeat(HEARTBEAT, IDLE),
-        ))
-        .add_service(Echo)
-        .bind("127.0.0.1:0")
-        .await
-        .expect("server binds");
-    let addr = server.local_addr();
-    (server, addr)
+    raw::start(TcpConfig::default().heartbeat(HEARTBEAT, IDLE)).await
 }
 
-fn frame_bytes(flags: u8, request_id: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = BytesMut::new();
-    Frame::new(flags, 0, request_id, Bytes::copy_from_slice(body)).encode(&mut out);
-    out.to_vec()
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// A valid two-way `Echo.echo(payload)` request in bincode.
+/// A valid two-way `Echo.echo(payload)` request in bincode, without attachments.
 fn echo_call(request_id: u64, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    put_str(&mut body, "Echo");
-    put_str(&mut body, "");
-    put_str(&mut body, "echo");
-    body.extend_from_slice(&0u16.to_be_bytes());
-    let mut args = BytesMut::new();
-    Codec::Bincode
-        .encode(&(payload.to_vec(),), &mut args)
-        .expect("encode args");
-    body.extend_from_slice(&args);
-    frame_bytes(
-        FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+    call_bytes(
         request_id,
-        &body,
+        Codec::Bincode.id(),
+        &head("Echo", "", "echo", &[]),
+        &echo_args(Codec::Bincode, payload),
     )
 }
 
@@ -122,51 +52,7 @@ fn is_heartbeat_request(frame: &Frame) -> bool {
     h.is_request() && h.is_two_way() && h.is_event() && frame.body.is_empty()
 }
 
-struct Raw {
-    stream: TcpStream,
-    buf: BytesMut,
-    decoder: FrameDecoder,
-}
-
 impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect within 10 s")
-            .expect("connect");
-        stream.set_nodelay(true).ok();
-        Raw {
-            stream,
-            buf: BytesMut::with_capacity(8 * 1024),
-            decoder: FrameDecoder::new(u32::MAX),
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to server");
-    }
-
-    /// The next frame, or `None` once the server closed (EOF or reset).
-    async fn next_frame_unbounded(&mut self) -> Option<Frame> {
-        loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(frame)) => return Some(frame),
-                Ok(None) => {}
-                Err(error) => panic!("the server sent an unreadable frame: {error}"),
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    async fn next_frame(&mut self) -> Option<Frame> {
-        tokio::time::timeout(WAIT, self.next_frame_unbounded())
-            .await
-            .expect("neither a frame nor a close within 10 s")
-    }
-
     /// Reads until the server closes, checking that everything it sends meanwhile is a
     /// heartbeat request (never answered). Returns how many came.
     async fn unanswered_heartbeats_until_closed(&mut self) -> usize {
@@ -182,7 +68,7 @@ impl Raw {
     }
 
     /// Makes an echo call, answering any heartbeat that comes before the response.
-    async fn echo(&mut self, request_id: u64, payload: &[u8]) {
+    async fn echo_answering_heartbeats(&mut self, request_id: u64, payload: &[u8]) {
         self.send(&echo_call(request_id, payload)).await;
         loop {
             let frame = self.next_frame().await.expect("closed before the response");
@@ -272,7 +158,7 @@ async fn a_client_answering_heartbeats_stays_connected_across_several_idle_perio
         heartbeats >= 4,
         "a heartbeat at least every idle period, got {heartbeats}"
     );
-    raw.echo(1, b"still connected").await;
+    raw.echo_answering_heartbeats(1, b"still connected").await;
 }
 
 #[tokio::test]
@@ -314,7 +200,7 @@ async fn a_client_sending_its_own_heartbeats_but_never_answering_stays_connected
     }
     eprintln!("{answered} of {} pings answered", ping_id - 1);
     assert!(answered > 0);
-    raw.echo(100, b"still connected").await;
+    raw.echo_answering_heartbeats(100, b"still connected").await;
 }
 
 #[tokio::test]
