@@ -27,6 +27,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (workspace: unit, integration, trybuild, doc tests)"
 cargo test --workspace --locked --no-fail-fast
 
+step "cargo doc (no broken links, -D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "quickstart"
 cargo run --locked -p examples --bin quickstart
 
