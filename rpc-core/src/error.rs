@@ -118,6 +118,18 @@ impl Error {
         }
     }
 
+    /// The text a provider sends its caller for this error, next to
+    /// [`Status::for_error`]. Variants that hold the provider's own words (a handler's panic,
+    /// a refusal, a relayed remote error) send them bare, so the caller's
+    /// [`Error::from_status`] rebuilds the same error instead of nesting prefixes.
+    pub fn remote_message(&self) -> String {
+        match self {
+            Error::Handler(message) | Error::Rejected(message) => message.clone(),
+            Error::Remote { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// True for [`Error::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout(_))

@@ -1,7 +1,7 @@
 //! The consumer side: [`Client`], its builder, and the consumer pipeline.
 //!
 //! ```text
-//! stub -> encode args -> Deadline -> Balance (Directory + LoadBalance) -> Channel (transport)
+//! stub -> encode args -> Deadline -> user layers -> Balance (Directory + LoadBalance) -> Channel (transport)
 //! ```
 
 mod deadline;
@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::descriptor::MethodDescriptor;
 use crate::transport::Transport;
@@ -27,6 +27,9 @@ pub use directory::{Balance, Directory, LoadBalance, Provider, RoundRobin, Stati
 
 /// The consumer pipeline as one tower service.
 pub type ConsumerService = BoxCloneSyncService<Request, Response, Error>;
+
+/// A user layer, type-erased so the builder keeps one type whatever layers it holds.
+type BoxLayer = Box<dyn Fn(ConsumerService) -> ConsumerService + Send + Sync>;
 
 /// Default per-call timeout, as in Dubbo.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -165,6 +168,7 @@ pub struct ClientBuilder<S = Client> {
     load_balance: Option<Arc<dyn LoadBalance>>,
     codec: Codec,
     timeout: Duration,
+    layers: Vec<BoxLayer>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -180,6 +184,7 @@ impl<S: FromClient> ClientBuilder<S> {
             load_balance: None,
             codec: Codec::default(),
             timeout: DEFAULT_TIMEOUT,
+            layers: Vec::new(),
             stub: PhantomData,
         }
     }
@@ -236,6 +241,23 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// Adds a tower layer (a consumer filter) to every call of this client.
+    ///
+    /// Layers run inside the deadline and before a provider is picked, so they see each
+    /// call once, whatever provider it goes to; the first layer added is the outermost.
+    pub fn layer<L>(mut self, layer: L) -> ClientBuilder<S>
+    where
+        L: Layer<ConsumerService> + Send + Sync + 'static,
+        L::Service:
+            Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |inner| {
+            BoxCloneSyncService::new(layer.layer(inner))
+        }));
+        self
+    }
+
     /// Builds the client. Connections open lazily, on the first call.
     pub fn build(self) -> Result<S> {
         let directory: Arc<dyn Directory> = match (self.directory, self.transport) {
@@ -262,9 +284,12 @@ impl<S: FromClient> ClientBuilder<S> {
         let load_balance = self
             .load_balance
             .unwrap_or_else(|| Arc::new(RoundRobin::default()));
-        let stack = ServiceBuilder::new()
-            .layer(DeadlineLayer)
-            .service(Balance::new(self.service.clone(), directory, load_balance));
+        let mut inner: ConsumerService =
+            BoxCloneSyncService::new(Balance::new(self.service.clone(), directory, load_balance));
+        for layer in self.layers.iter().rev() {
+            inner = layer(inner);
+        }
+        let stack = DeadlineLayer.layer(inner);
         let client = Client {
             shared: Arc::new(Shared {
                 service: self.service,

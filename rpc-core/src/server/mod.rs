@@ -1,7 +1,7 @@
 //! The provider side: skeletons, the dispatcher, and the server that runs them.
 //!
 //! ```text
-//! transport (frames) -> resolve service/method -> provider stack (deadline, panic guard) -> skeleton
+//! transport (frames) -> resolve service/method -> user layers -> Dispatch (deadline, panic guard) -> skeleton
 //! ```
 
 mod dispatch;
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service};
 
 use crate::descriptor::ServiceDescriptor;
 use crate::request::MethodRef;
@@ -45,6 +46,9 @@ pub trait Skeleton: Send + Sync + 'static {
 /// The provider pipeline as one tower service. Transports keep one clone per connection.
 pub type ProviderService = BoxCloneSyncService<ServerRequest, Response, Error>;
 
+/// A user layer, type-erased so the builder keeps one type whatever layers it holds.
+type BoxLayer = Box<dyn Fn(ProviderService) -> ProviderService + Send + Sync>;
+
 /// Routes calls to the registered skeletons: name resolution plus the provider stack.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -73,6 +77,12 @@ impl Dispatcher {
     /// Accepts calls only in `codecs`; others get a bad-request answer.
     pub fn with_codecs(mut self, codecs: &[Codec]) -> Dispatcher {
         self.codecs = codecs.into();
+        self
+    }
+
+    /// Calls resolved requests through `stack` instead of a bare [`Dispatch`].
+    pub fn with_service(mut self, stack: ProviderService) -> Dispatcher {
+        self.stack = stack;
         self
     }
 
@@ -145,9 +155,31 @@ pub struct ServerBuilder {
     skeletons: Vec<Arc<dyn Skeleton>>,
     codecs: Vec<Codec>,
     shutdown_timeout: Duration,
+    layers: Vec<BoxLayer>,
 }
 
 impl ServerBuilder {
+    /// Adds a tower layer (a provider filter) around every call this server serves.
+    ///
+    /// Layers see calls already resolved to a method ([`ServerRequest::method`]) and run
+    /// before the handler; the first layer added is the outermost. An error a layer returns
+    /// reaches the caller like a handler's (e.g. [`Error::Rejected`] as status 100).
+    pub fn layer<L>(mut self, layer: L) -> ServerBuilder
+    where
+        L: Layer<ProviderService> + Send + Sync + 'static,
+        L::Service: Service<ServerRequest, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<ServerRequest>>::Future: Send + 'static,
+    {
+        self.layers.push(Box::new(move |inner| {
+            BoxCloneSyncService::new(layer.layer(inner))
+        }));
+        self
+    }
+
     /// The codecs callers may use (default: all). Calls in another codec get status 40.
     pub fn codecs(mut self, codecs: impl IntoIterator<Item = Codec>) -> ServerBuilder {
         self.codecs = codecs.into_iter().collect();
@@ -185,7 +217,13 @@ impl ServerBuilder {
         if self.codecs.is_empty() {
             return Err(Error::Config("server has no codecs enabled".into()));
         }
-        let dispatcher = Dispatcher::new(self.skeletons).with_codecs(&self.codecs);
+        let mut stack: ProviderService = BoxCloneSyncService::new(Dispatch::new());
+        for layer in self.layers.iter().rev() {
+            stack = layer(stack);
+        }
+        let dispatcher = Dispatcher::new(self.skeletons)
+            .with_codecs(&self.codecs)
+            .with_service(stack);
         let listener = transport.bind(address, dispatcher.clone()).await?;
         let (shutdown, _) = watch::channel(false);
         tracing::info!(address = %listener.local_addr(), services = ?dispatcher.descriptors().iter().map(|d| d.name).collect::<Vec<_>>(), "server listening");
@@ -216,6 +254,7 @@ impl Server {
             transport: None,
             skeletons: Vec::new(),
             codecs: Codec::ALL.to_vec(),
+            layers: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
         }
     }

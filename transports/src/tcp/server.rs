@@ -175,10 +175,7 @@ impl Connection {
     }
 
     fn respond_error(&self, request_id: u64, codec_id: u8, error: &Error) {
-        let message = match error {
-            Error::Handler(message) => message.clone(),
-            other => other.to_string(),
-        };
+        let message = error.remote_message();
         self.respond(
             request_id,
             codec_id,
