@@ -284,19 +284,25 @@ impl<S: FromClient> ClientBuilder<S> {
         let load_balance = self
             .load_balance
             .unwrap_or_else(|| Arc::new(RoundRobin::default()));
-        let mut inner: ConsumerService =
-            BoxCloneSyncService::new(Balance::new(self.service.clone(), directory, load_balance));
-        for layer in self.layers.iter().rev() {
-            inner = layer(inner);
-        }
-        let stack = DeadlineLayer.layer(inner);
+        let balance = Balance::new(self.service.clone(), directory, load_balance);
+        // Without user layers the stack stays one box deep: every box is an allocation
+        // per call on the hot path.
+        let stack = if self.layers.is_empty() {
+            BoxCloneSyncService::new(DeadlineLayer.layer(balance))
+        } else {
+            let mut inner: ConsumerService = BoxCloneSyncService::new(balance);
+            for layer in self.layers.iter().rev() {
+                inner = layer(inner);
+            }
+            BoxCloneSyncService::new(DeadlineLayer.layer(inner))
+        };
         let client = Client {
             shared: Arc::new(Shared {
                 service: self.service,
                 version: self.version,
                 codec: self.codec,
                 timeout: self.timeout,
-                stack: BoxCloneSyncService::new(stack),
+                stack,
             }),
             timeout: None,
             attachments: Attachments::new(),
