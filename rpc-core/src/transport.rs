@@ -44,4 +44,8 @@ pub trait Listener: Send + Sync + 'static {
     /// Stops accepting, answers new calls with "server overloaded: shutting down", lets
     /// in-flight calls finish for at most `grace`, then closes every connection.
     fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()>;
+
+    /// Stops at once, without waiting: no new connections, running calls abandoned (their
+    /// callers are told), every connection closed. Used when a server is dropped.
+    fn close(&self);
 }

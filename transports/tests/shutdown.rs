@@ -96,3 +96,40 @@ async fn shutdown_is_bounded_by_its_timeout() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_server_stops_it_at_once_and_tells_running_callers() {
+    let (server, stats) = start(TcpConfig::default(), Duration::from_secs(10)).await;
+    let address = server.local_addr();
+    let probe = client(address, Codec::Json);
+    let running = {
+        let probe = probe.clone();
+        tokio::spawn(async move { probe.sleep(60_000).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
+            .await
+            .is_some()
+    );
+    drop(server);
+    let result = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&result, Err(Error::Remote { status: Status::ServerError, message }) if message.contains("cancelled")),
+        "{result:?}"
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(address).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "the listener still accepts after the server was dropped"
+    );
+}

@@ -238,8 +238,9 @@ impl ServerBuilder {
     }
 }
 
-/// A serving provider. Dropping it without [`Server::shutdown`] closes nothing: call
-/// [`Server::run_until`] or [`Server::shutdown`] to drain.
+/// A serving provider. Call [`Server::run_until`] or [`Server::shutdown`] to stop it
+/// gracefully; dropping it stops it at once (calls still running are abandoned and their
+/// callers told so).
 pub struct Server {
     listener: Box<dyn Listener>,
     dispatcher: Dispatcher,
@@ -289,6 +290,13 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!(address = %self.local_addr(), "server shutting down");
         self.listener.shutdown(self.shutdown_timeout).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // After a graceful shutdown this finds nothing left to stop.
+        self.listener.close();
     }
 }
 

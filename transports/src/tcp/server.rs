@@ -76,6 +76,11 @@ impl Listener for TcpServer {
         self.local_addr
     }
 
+    fn close(&self) {
+        self.shared.draining.cancel();
+        self.shared.closing.cancel();
+    }
+
     fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()> {
         let shared = self.shared.clone();
         Box::pin(async move {
