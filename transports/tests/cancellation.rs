@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stats, client, eventually, start};
+use common::{Stats, client, eventually, spawn_sleep, start, wait_started};
 use rpc_core::Codec;
 use transports::TcpConfig;
 
@@ -12,15 +12,8 @@ use transports::TcpConfig;
 async fn dropping_a_call_aborts_the_handler_on_the_provider() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(1)).await;
     let probe = client(server.local_addr(), Codec::Bincode);
-    let call = {
-        let probe = probe.clone();
-        tokio::spawn(async move { probe.sleep(30_000).await })
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
-            .await
-            .is_some()
-    );
+    let call = spawn_sleep(&probe, 30_000);
+    wait_started(&stats, 1).await;
     call.abort();
     let took = eventually(Duration::from_secs(5), || Stats::get(&stats.aborted) == 1).await;
     eprintln!("handler aborted {took:?} after the caller dropped the call");
@@ -33,19 +26,9 @@ async fn dropping_a_call_aborts_the_handler_on_the_provider() {
 async fn cancelling_one_call_leaves_the_others_running() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(1)).await;
     let probe = client(server.local_addr(), Codec::Json);
-    let keep = {
-        let probe = probe.clone();
-        tokio::spawn(async move { probe.sleep(400).await })
-    };
-    let drop_me = {
-        let probe = probe.clone();
-        tokio::spawn(async move { probe.sleep(30_000).await })
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 2)
-            .await
-            .is_some()
-    );
+    let keep = spawn_sleep(&probe, 400);
+    let drop_me = spawn_sleep(&probe, 30_000);
+    wait_started(&stats, 2).await;
     drop_me.abort();
     assert_eq!(keep.await.unwrap().unwrap(), 400);
     assert!(

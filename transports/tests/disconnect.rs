@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, eventually, start};
+use common::{client, eventually, spawn_sleep, start, wait_started};
 use rpc_core::{Codec, Error, Server};
 use transports::{TcpConfig, TcpTransport};
 
@@ -45,19 +45,8 @@ async fn disconnect_fails_all_in_flight_calls() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(1)).await;
     let relay = Relay::start(server.local_addr()).await;
     let probe = client(relay.address, Codec::Bincode);
-    let calls: Vec<_> = (0..50)
-        .map(|_| {
-            let probe = probe.clone();
-            tokio::spawn(async move { probe.sleep(60_000).await })
-        })
-        .collect();
-    assert!(
-        eventually(Duration::from_secs(5), || common::Stats::get(
-            &stats.started
-        ) == 50)
-        .await
-        .is_some()
-    );
+    let calls: Vec<_> = (0..50).map(|_| spawn_sleep(&probe, 60_000)).collect();
+    wait_started(&stats, 50).await;
     let started = Instant::now();
     relay.cut.cancel();
     for call in calls {

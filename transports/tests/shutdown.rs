@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Stats, client, eventually, start};
+use common::{Stats, client, spawn_sleep, start, wait_started};
 use rpc_core::{Codec, Error, Status};
 use transports::TcpConfig;
 
@@ -13,17 +13,8 @@ async fn graceful_shutdown_finishes_in_flight_calls() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(10)).await;
     let address = server.local_addr();
     let probe = client(address, Codec::Bincode);
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let probe = probe.clone();
-            tokio::spawn(async move { probe.sleep(300).await })
-        })
-        .collect();
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 10)
-            .await
-            .is_some()
-    );
+    let calls: Vec<_> = (0..10).map(|_| spawn_sleep(&probe, 300)).collect();
+    wait_started(&stats, 10).await;
     let started = Instant::now();
     server.shutdown().await;
     eprintln!("drained 10 calls of 300 ms in {:?}", started.elapsed());
@@ -39,15 +30,8 @@ async fn graceful_shutdown_finishes_in_flight_calls() {
 async fn new_calls_are_rejected_while_draining() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(10)).await;
     let probe = client(server.local_addr(), Codec::Json);
-    let in_flight = {
-        let probe = probe.clone();
-        tokio::spawn(async move { probe.sleep(800).await })
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
-            .await
-            .is_some()
-    );
+    let in_flight = spawn_sleep(&probe, 800);
+    wait_started(&stats, 1).await;
     let handle = server.handle();
     let draining = tokio::spawn(server.run_until(std::future::pending()));
     handle.shutdown();
@@ -77,11 +61,7 @@ async fn shutdown_is_bounded_by_its_timeout() {
                 .await
         })
     };
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
-            .await
-            .is_some()
-    );
+    wait_started(&stats, 1).await;
     let started = Instant::now();
     server.shutdown().await;
     let took = started.elapsed();
@@ -102,15 +82,8 @@ async fn dropping_the_server_stops_it_at_once_and_tells_running_callers() {
     let (server, stats) = start(TcpConfig::default(), Duration::from_secs(10)).await;
     let address = server.local_addr();
     let probe = client(address, Codec::Json);
-    let running = {
-        let probe = probe.clone();
-        tokio::spawn(async move { probe.sleep(60_000).await })
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || Stats::get(&stats.started) == 1)
-            .await
-            .is_some()
-    );
+    let running = spawn_sleep(&probe, 60_000);
+    wait_started(&stats, 1).await;
     drop(server);
     let result = tokio::time::timeout(Duration::from_secs(5), running)
         .await

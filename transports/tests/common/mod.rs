@@ -130,6 +130,25 @@ pub fn client(address: SocketAddr, codec: Codec) -> ProbeClient {
         .expect("client config is valid")
 }
 
+/// `probe.sleep(millis)` in a task of its own, so the test can await, abort or drop it.
+pub fn spawn_sleep(
+    probe: &ProbeClient,
+    millis: u64,
+) -> tokio::task::JoinHandle<Result<u64, rpc_core::Error>> {
+    let probe = probe.clone();
+    tokio::spawn(async move { probe.sleep(millis).await })
+}
+
+/// Waits until the provider has started `n` handlers; fails the test after 5 s.
+pub async fn wait_started(stats: &Stats, n: u64) {
+    let started = eventually(Duration::from_secs(5), || Stats::get(&stats.started) == n).await;
+    assert!(
+        started.is_some(),
+        "{} handlers started, expected {n}",
+        Stats::get(&stats.started)
+    );
+}
+
 /// Polls `condition` until it holds or `within` passes; returns how long it took.
 pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
     let started = Instant::now();
