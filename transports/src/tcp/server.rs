@@ -158,6 +158,14 @@ impl Connection {
         });
     }
 
+    /// Takes call `id` off the running table (it finished or is being cancelled).
+    fn take_running(&self, id: u64) -> Option<AbortHandle> {
+        let mut running = self.running();
+        let call = running.remove(&id).map(|(call, _)| call);
+        self.outbox.set_in_flight(running.len());
+        call
+    }
+
     /// Sends the outcome of call `request_id`.
     fn answer(&self, request_id: u64, codec_id: u8, result: Result<Response>) {
         match result {
@@ -294,7 +302,7 @@ async fn on_frame(
     if header.is_event() {
         if header.is_two_way() {
             connection.respond(id, FLAG_EVENT, Status::Ok, &[]);
-        } else if let Some((call, _)) = connection.running().remove(&id) {
+        } else if let Some(call) = connection.take_running(id) {
             tracing::debug!(peer = %connection.peer, id, "call cancelled by caller");
             call.abort();
         }
@@ -346,11 +354,7 @@ async fn on_frame(
     let mut running = connection.running();
     let task = shared.calls.spawn(async move {
         let result = call.await;
-        {
-            let mut running = done.running();
-            running.remove(&id);
-            done.outbox.set_in_flight(running.len());
-        }
+        done.take_running(id);
         done.answer(id, codec_id, result);
     });
     running.insert(id, (task.abort_handle(), codec_id));
