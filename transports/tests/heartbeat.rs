@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use raw::{Raw, WAIT, call_bytes, echo_args, frame_bytes, head};
+use raw::{Raw, WAIT, call_bytes, echo_args, frame_bytes, head, header_bytes};
 use rpc_core::{Codec, Server, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
@@ -207,14 +207,7 @@ async fn a_client_sending_its_own_heartbeats_but_never_answering_stays_connected
 async fn a_client_that_sends_half_a_frame_and_stalls_is_closed_after_the_idle_timeout() {
     let (_server, addr) = start().await;
     let mut raw = Raw::connect(addr).await;
-    let mut wire = BytesMut::new();
-    Header {
-        flags: FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
-        status: 0,
-        request_id: 1,
-        body_len: 100,
-    }
-    .encode(&mut wire);
+    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 100);
     wire.extend_from_slice(&[0x42; 10]);
     let sent = Instant::now();
     raw.send(&wire).await;
@@ -236,14 +229,7 @@ async fn a_client_trickling_one_frame_byte_by_byte_is_closed_after_the_idle_time
     // A frame of 4000 bytes, one byte every 50 ms: bytes keep coming for 200 s, but no
     // whole frame arrives for the idle timer.
     let trickle = tokio::spawn(async move {
-        let mut wire = BytesMut::new();
-        Header {
-            flags: FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
-            status: 0,
-            request_id: 1,
-            body_len: 4000,
-        }
-        .encode(&mut wire);
+        let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 4000);
         wire.extend_from_slice(&[0u8; 4000]);
         for byte in wire.iter() {
             if write.write_all(std::slice::from_ref(byte)).await.is_err() {

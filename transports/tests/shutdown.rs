@@ -71,10 +71,7 @@ async fn shutdown_is_bounded_by_its_timeout() {
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        matches!(&result, Err(Error::Remote { status: Status::ServerError, message }) if message.contains("cancelled")),
-        "{result:?}"
-    );
+    assert_cancelled_by_provider(&result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,10 +86,7 @@ async fn dropping_the_server_stops_it_at_once_and_tells_running_callers() {
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        matches!(&result, Err(Error::Remote { status: Status::ServerError, message }) if message.contains("cancelled")),
-        "{result:?}"
-    );
+    assert_cancelled_by_provider(&result);
     let mut refused = false;
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(address).await.is_err() {
@@ -104,5 +98,13 @@ async fn dropping_the_server_stops_it_at_once_and_tells_running_callers() {
     assert!(
         refused,
         "the listener still accepts after the server was dropped"
+    );
+}
+
+/// What a caller sees when the provider abandons its call: status 80, "call cancelled".
+fn assert_cancelled_by_provider(result: &Result<u64, Error>) {
+    assert!(
+        matches!(result, Err(Error::Remote { status: Status::ServerError, message }) if message.contains("cancelled")),
+        "{result:?}"
     );
 }
