@@ -19,7 +19,7 @@ impl ServiceDescriptor {
 }
 
 /// One method and its per-method configuration from `#[rpc(...)]`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct MethodDescriptor {
     /// The method name on the wire.
     pub name: &'static str,
@@ -39,4 +39,23 @@ pub struct MethodDescriptor {
     pub loadbalance: Option<&'static str>,
     /// Argument whose value keys consistent hashing (by name).
     pub hash_arg: Option<&'static str>,
+}
+
+impl MethodDescriptor {
+    /// A method called `name` with no arguments and every setting at its default; for
+    /// untyped clients that describe a method by hand (`static M: MethodDescriptor =
+    /// MethodDescriptor::new("greet");`).
+    pub const fn new(name: &'static str) -> MethodDescriptor {
+        MethodDescriptor {
+            name,
+            args: &[],
+            timeout_ms: None,
+            retries: None,
+            oneway: false,
+            idempotent: false,
+            cluster: None,
+            loadbalance: None,
+            hash_arg: None,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Status;
+use crate::Code;
 
 /// What went wrong with a call, a connection or a configuration.
 ///
@@ -33,19 +33,28 @@ pub enum Error {
         /// The serializer's message.
         message: String,
     },
-    /// A frame named a serialization id this side does not know.
-    #[error("unknown serialization id {0}")]
-    UnknownCodec(u8),
-    /// A frame broke the wire protocol (bad magic, malformed head).
+    /// The call could not be sent: no connection to the provider could be opened, or the
+    /// connection closed before the request was written. The provider never saw the call,
+    /// so a cluster may retry it elsewhere whether or not it is idempotent.
+    #[error("provider unavailable: {message}")]
+    Unavailable {
+        /// What happened, with the peer address where known.
+        message: String,
+        /// The I/O error behind it, if any.
+        #[source]
+        source: Option<Arc<std::io::Error>>,
+    },
+    /// A message broke its transport's protocol (unknown codec, malformed head, bad magic).
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// A frame declared a body longer than the configured limit.
-    #[error("frame length {size} exceeds limit {limit}")]
-    FrameTooLarge {
-        /// The declared body length.
+    /// A message is longer than the transport's configured limit; nothing was allocated
+    /// for it.
+    #[error("message length {size} exceeds limit {limit}")]
+    MessageTooLarge {
+        /// The (declared) message length.
         size: u64,
         /// The configured maximum.
-        limit: u32,
+        limit: u64,
     },
     /// The provider does not serve this service and version.
     #[error("service not found: {service} (version {version:?})")]
@@ -63,11 +72,11 @@ pub enum Error {
         /// Method name as requested.
         method: String,
     },
-    /// The provider answered with a non-OK status; `message` is the provider's own text.
-    #[error("remote error {status}: {message}")]
+    /// The provider answered with an error; `message` is the provider's own text.
+    #[error("remote error ({code}): {message}")]
     Remote {
-        /// The status byte of the response.
-        status: Status,
+        /// Why, as the transport reported it.
+        code: Code,
         /// The provider's message.
         message: String,
     },
@@ -75,7 +84,8 @@ pub enum Error {
     #[error("rejected: {0}")]
     Rejected(String),
     /// The provider abandoned the call before it finished (it shut down past its grace
-    /// period); callers see it as [`Error::Remote`] with status 80 and this message.
+    /// period); callers see it as [`Error::Remote`] with [`Code::ServerError`] and this
+    /// message.
     #[error("call cancelled: the provider stopped before it finished")]
     Cancelled,
     /// No provider is available for the service.
@@ -106,20 +116,33 @@ impl Error {
         }
     }
 
-    /// The error a caller sees for a response with a non-OK `status` and the provider's `message`.
-    ///
-    /// Statuses that have their own kind map to it, so `ServerTimeout` is a [`Error::Timeout`]
-    /// and `ServerOverloaded` a [`Error::Rejected`] on both sides of the wire.
-    pub fn from_status(status: Status, message: String, budget: Duration) -> Error {
-        match status {
-            Status::ClientTimeout | Status::ServerTimeout => Error::Timeout(budget),
-            Status::ServerOverloaded => Error::Rejected(message),
-            _ => Error::Remote { status, message },
+    /// An unavailable-provider error with an I/O source.
+    pub fn unavailable(message: impl Into<String>, source: Option<std::io::Error>) -> Error {
+        Error::Unavailable {
+            message: message.into(),
+            source: source.map(Arc::new),
         }
     }
 
-    /// The text a provider sends its caller for this error, next to
-    /// [`Status::for_error`]. Variants that hold the provider's own words (a handler's panic,
+    /// The error a caller sees for an answer with `code` and the provider's `message`.
+    ///
+    /// Codes that have their own kind map to it, so [`Code::Timeout`] is an
+    /// [`Error::Timeout`] and [`Code::Overloaded`] an [`Error::Rejected`] on both sides of
+    /// the wire.
+    pub fn from_code(code: Code, message: String, budget: Duration) -> Error {
+        match code {
+            Code::Timeout => Error::Timeout(budget),
+            Code::Overloaded => Error::Rejected(message),
+            _ => Error::Remote { code, message },
+        }
+    }
+
+    /// The code a provider answers this error with ([`Code::for_error`]).
+    pub fn code(&self) -> Code {
+        Code::for_error(self)
+    }
+
+    /// The text a provider sends its caller for this error, next to [`Error::code`]. Variants that hold the provider's own words (a handler's panic,
     /// a refusal, a relayed remote error) send them bare, so the caller's
     /// [`Error::from_status`] rebuilds the same error instead of nesting prefixes.
     pub fn remote_message(&self) -> String {

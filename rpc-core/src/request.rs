@@ -1,6 +1,5 @@
 //! The envelope of a call as it moves through the consumer and provider pipelines.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,15 +12,20 @@ use crate::{Attachments, Codec, Context};
 /// A call leaving the consumer: routing head, metadata and the encoded arguments.
 ///
 /// The arguments are already encoded, so routing, balancing and the transport never look
-/// inside them.
+/// inside them; what balancing needs from them (the consistent-hash key) the stub computed
+/// beforehand. The method's descriptor travels along, so the cluster stage reads its
+/// `retries`, `cluster`, `idempotent` and `loadbalance` settings at run time.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// Service name.
     pub service: Arc<str>,
     /// Service version (may be empty).
     pub version: Arc<str>,
-    /// Method name.
-    pub method: Cow<'static, str>,
+    /// The method called, with its `#[rpc(...)]` settings.
+    pub method: &'static MethodDescriptor,
+    /// Hash of the method's `hash_arg` argument (default: the first), for consistent
+    /// hashing; computed only when the method's load balancer asks for it.
+    pub hash_key: Option<u64>,
     /// Caller metadata; the deadline travels separately in [`Request::deadline`].
     pub attachments: Attachments,
     /// Codec of `body`; the provider answers in the same codec.
@@ -34,6 +38,18 @@ pub struct Request {
     pub deadline: Instant,
     /// The encoded arguments (a tuple of all arguments).
     pub body: Bytes,
+    /// Which attempt this is (0 for the first); set by the cluster stage.
+    pub attempt: u32,
+    /// Address of the provider this attempt goes to; set by the cluster stage, so layers
+    /// added with `ClientBuilder::provider_layer` see it.
+    pub provider: Option<Arc<str>>,
+}
+
+impl Request {
+    /// The method name on the wire.
+    pub fn method_name(&self) -> &'static str {
+        self.method.name
+    }
 }
 
 /// A successful answer: the encoded result in the request's codec (empty for one-way calls).

@@ -1,11 +1,14 @@
 //! The seam between the pipelines and the wire.
 //!
 //! A transport opens [`Channel`]s to providers on the consumer side and serves a
-//! [`Dispatcher`] on the provider side. The long-connection TCP transport lives in the
-//! `transports` crate; HTTP/2 will sit beside it behind the same trait.
+//! [`Dispatcher`] on the provider side, one [`crate::server::Session`] per connection.
+//! Each transport maps [`crate::Code`] and [`crate::Codec`] to its own wire. The
+//! long-connection TCP transport lives in the `transports` crate; HTTP/2 will sit beside it
+//! behind the same trait.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
@@ -19,13 +22,11 @@ pub type Channel = BoxCloneSyncService<Request, Response, crate::Error>;
 
 /// A way to reach providers and to serve calls.
 pub trait Transport: Send + Sync + 'static {
-    /// The URL scheme of this transport (`tcp`, `h2`).
-    fn scheme(&self) -> &'static str;
-
     /// A channel to the provider at `address` (`host:port`).
     ///
     /// Connecting is lazy and repeated: the channel connects on first use and reconnects
     /// with backoff after a failure, so a provider that restarts is picked up again.
+    /// Channels to one address from one transport share a connection.
     fn connect(&self, address: &str) -> Result<Channel>;
 
     /// Starts serving `dispatcher` on `address`; port 0 picks a free port.
@@ -37,15 +38,43 @@ pub trait Transport: Send + Sync + 'static {
 }
 
 /// A bound, serving endpoint returned by [`Transport::bind`].
+///
+/// Draining is not its business: the server refuses new calls and waits for running ones
+/// through the [`Dispatcher`], then closes the listener.
 pub trait Listener: Send + Sync + 'static {
     /// The address actually bound.
     fn local_addr(&self) -> SocketAddr;
 
-    /// Stops accepting, answers new calls with "server overloaded: shutting down", lets
-    /// in-flight calls finish for at most `grace`, then closes every connection.
-    fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()>;
+    /// Stops accepting connections; open ones keep being served.
+    fn stop_accepting(&self);
 
-    /// Stops at once, without waiting: no new connections, running calls abandoned (their
-    /// callers are told), every connection closed. Used when a server is dropped.
-    fn close(&self);
+    /// Closes every connection: calls still running are abandoned (their callers are told,
+    /// through each connection's session) and queued answers flushed. Closing begins when
+    /// this is called; the future resolves once connections are closed.
+    fn close(&self) -> BoxFuture<'static, ()>;
+}
+
+/// A map keyed by request ids. Ids are mostly sequential, so one multiplication (Fibonacci
+/// hashing) spreads them well enough; SipHash per lookup would be wasted on the hot path.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`]: one multiplication of the `u64` key.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are expected; anything else still hashes, just more slowly.
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }

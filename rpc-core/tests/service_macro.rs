@@ -5,15 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc_core::__private::{BoxFuture, Bytes, BytesMut};
-use rpc_core::server::Dispatcher;
+use rpc_core::server::{Dispatcher, IncomingCall, Reply};
 use rpc_core::{
-    Attachments, Channel, Codec, Context, Error, Listener, Request, Response, ServerRequest,
-    Skeleton, Transport,
+    Attachments, Channel, Codec, Context, Error, Listener, Request, Response, Skeleton, Transport,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 /// A user error: travels as a value inside the method's result.
@@ -346,39 +344,48 @@ async fn arguments_of_the_wrong_shape_are_a_codec_error() {
     );
 }
 
-/// Resolves requests with a real [`Dispatcher`] and skips only the wire. One-way calls are
-/// handed off and answered at once, as a transport does.
+/// Hands requests to a real [`Dispatcher`]'s admission path and skips only the wire.
+/// One-way calls are handed off and answered at once, as a transport does.
 struct InProcess {
     dispatcher: Dispatcher,
 }
 
-impl Transport for InProcess {
-    fn scheme(&self) -> &'static str {
-        "mem"
-    }
+struct OneshotReply(tokio::sync::oneshot::Sender<rpc_core::Result<Response>>);
 
+impl Reply for OneshotReply {
+    fn send(self, result: rpc_core::Result<Response>) {
+        let _ = self.0.send(result);
+    }
+}
+
+impl Transport for InProcess {
     fn connect(&self, _address: &str) -> rpc_core::Result<Channel> {
         let dispatcher = self.dispatcher.clone();
         Ok(BoxCloneSyncService::new(tower::service_fn(
             move |req: Request| {
-                let dispatcher = dispatcher.clone();
+                let mut session = dispatcher.session::<OneshotReply>();
                 async move {
-                    let method = dispatcher.resolve(&req.service, &req.version, &req.method)?;
-                    let request = ServerRequest {
-                        method,
-                        context: Context::new(req.attachments, Some(req.deadline), None),
+                    let call = IncomingCall {
+                        service: &req.service,
+                        version: &req.version,
+                        method: req.method.name,
                         codec: req.codec,
-                        body: req.body,
+                        context: Context::new(req.attachments.clone(), Some(req.deadline), None),
+                        body: req.body.clone(),
                     };
-                    let call = dispatcher.service().oneshot(request);
                     if req.oneway {
-                        tokio::spawn(call);
+                        session.dispatch(1, call, None);
                         return Ok(Response {
                             codec: req.codec,
                             body: Bytes::new(),
                         });
                     }
-                    call.await
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    session.dispatch(1, call, Some(OneshotReply(tx)));
+                    // The session lives until the answer: dropping it abandons the call.
+                    let answer = rx.await;
+                    drop(session);
+                    answer.unwrap_or_else(|_| Err(Error::transport("call dropped")))
                 }
             },
         )))

@@ -129,6 +129,26 @@ impl Service {
     pub(crate) fn server_ident(&self) -> Ident {
         format_ident!("{}Server", self.ident().unraw())
     }
+
+    /// The format that turns the service's types into bytes. Every `#[service]` trait
+    /// uses serde types; a service generated from a `.proto` file names its own.
+    pub(crate) fn format(&self) -> TokenStream {
+        quote::quote!(::rpc_core::format::Serde)
+    }
+}
+
+impl Method {
+    /// Position of the argument whose value keys consistent hashing: the one `hash_arg`
+    /// names, else the first; `None` without arguments.
+    pub(crate) fn hash_arg_index(&self) -> Option<usize> {
+        match &self.options.hash_arg {
+            Some(name) => self
+                .args
+                .iter()
+                .position(|arg| arg.ident.unraw() == name.value()),
+            None => (!self.args.is_empty()).then_some(0),
+        }
+    }
 }
 
 /// Removes the `#[rpc(...)]` attributes from every method, so the trait can be emitted

@@ -99,11 +99,12 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
         .collect();
     let cx = method.context.then(|| quote!(&cx,));
     // Spanned at the method name, so type errors in decoding or encoding point at it.
+    let format = service.format();
     let decode = quote_spanned! {method.ident.span()=>
-        ::rpc_core::__private::decode_args::<(#(#types,)*)>(codec, &args)?
+        ::rpc_core::__private::decode_args::<#format, (#(#types,)*)>(codec, &args)?
     };
     let encode = quote_spanned! {method.ident.span()=>
-        ::rpc_core::__private::encode_result(codec, &ret)
+        ::rpc_core::__private::encode_result::<#format, _>(codec, &ret)
     };
     quote! {
         #index => ::std::boxed::Box::pin(async move {

@@ -33,6 +33,10 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             fn from_client(client: ::rpc_core::Client) -> Self {
                 Self { client }
             }
+
+            fn descriptor() -> ::core::option::Option<&'static ::rpc_core::ServiceDescriptor> {
+                ::core::option::Option::Some(&#descriptor)
+            }
         }
 
         #[allow(dead_code)]
@@ -96,16 +100,30 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         let docs = &method.docs;
         quote!(#(#docs)*)
     };
+    // The consistent-hash key: the argument named by `hash_arg`, else the first one.
+    let key = match method.hash_arg_index() {
+        Some(position) => {
+            let ident = &method.args[position].ident;
+            quote!(#ident)
+        }
+        None => quote!(()),
+    };
+    let format = service.format();
     // Spanned at the method name, to keep errors about a non-serializable type near the
     // user's code; `wire_types` reports the type itself.
-    let call = |function: &str| {
+    let call = |function: &str, generics: TokenStream| {
         let function = format_ident!("{}", function);
         quote_spanned! {method.ident.span()=>
-            self.client.#function(&#descriptor.methods[#index], &(#(#refs,)*)).await
+            ::rpc_core::__private::#function::<#format, #generics>(
+                &self.client,
+                &#descriptor.methods[#index],
+                &(#(#refs,)*),
+                &#key,
+            ).await
         }
     };
     if method.options.oneway {
-        let call = call("call_oneway");
+        let call = call("call_oneway", quote!(_, _));
         quote! {
             #docs
             ///
@@ -118,7 +136,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         }
     } else {
         let output = &method.output;
-        let call = call("call");
+        let call = call("call", quote!(_, _, _));
         quote! {
             #docs
             #vis async fn #ident(&self, #(#params),*)

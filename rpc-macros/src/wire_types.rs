@@ -6,11 +6,13 @@ use syn::spanned::Spanned;
 
 use crate::model::Service;
 
-/// Asserts `Serialize + DeserializeOwned` once per type, spanned at the type as written,
-/// so a missing derive is reported at `value: Opaque` rather than at the attribute.
+/// Asserts once per type that the service's format carries it both ways (for the serde
+/// format: `Serialize + DeserializeOwned`), spanned at the type as written, so a missing
+/// derive is reported at `value: Opaque` rather than at the attribute.
 ///
 /// The stub and skeleton would reject such a type anyway, but only inside generated code.
 pub(crate) fn generate(service: &Service) -> TokenStream {
+    let format = service.format();
     let checks = service.methods.iter().flat_map(|method| {
         let args = method.args.iter().map(|arg| &arg.ty);
         args.chain(std::iter::once(&method.output))
@@ -20,8 +22,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
         const _: () = {
             fn wire_type<T>()
             where
-                T: ::rpc_core::__private::serde::Serialize
-                    + ::rpc_core::__private::serde::de::DeserializeOwned,
+                #format: ::rpc_core::format::Encode<T> + ::rpc_core::format::Decode<T>,
             {
             }
 

@@ -20,19 +20,45 @@ pub enum Error {
         /// True when the frame was a two-way request, which gets that answer.
         two_way_request: bool,
     },
+    /// A frame named a serialization id this side does not know.
+    #[error("unknown serialization id {0}")]
+    UnknownCodec(u8),
+    /// The peer closed the connection in the middle of a frame. Nothing unreadable
+    /// arrived; the peer just went away.
+    #[error("peer closed the connection {0} bytes into a frame")]
+    Truncated(usize),
     /// Reading the socket failed.
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
+impl Error {
+    /// True for the ordinary ways a peer leaves (reset, closed mid-frame): worth a debug
+    /// line, not a warning.
+    pub fn is_disconnect(&self) -> bool {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        match self {
+            Error::Truncated(_) => true,
+            Error::Io(io) => matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}
+
 impl From<Error> for rpc_core::Error {
     fn from(error: Error) -> rpc_core::Error {
         match error {
-            Error::BadMagic(_) => rpc_core::Error::Protocol(error.to_string()),
-            Error::FrameTooLarge { size, limit, .. } => rpc_core::Error::FrameTooLarge {
+            Error::BadMagic(_) | Error::UnknownCodec(_) => {
+                rpc_core::Error::Protocol(error.to_string())
+            }
+            Error::FrameTooLarge { size, limit, .. } => rpc_core::Error::MessageTooLarge {
                 size: size.into(),
-                limit,
+                limit: limit.into(),
             },
+            Error::Truncated(_) => rpc_core::Error::transport(error.to_string()),
             Error::Io(io) => rpc_core::Error::io("read failed", io),
         }
     }

@@ -19,10 +19,12 @@ use raw::{
     Echo, Raw, WAIT, assert_echoed, call_bytes, echo_args, echo_call, frame_bytes, head,
     header_bytes, put_str, start_with,
 };
-use rpc_core::{Codec, Server, Status};
+use rpc_core::{Codec, Server};
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Decoder;
 use transports::TcpConfig;
+use transports::tcp::Status;
+use transports::tcp::frame::serialization_id;
 use transports::tcp::frame::{
     FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, HEADER_LEN, Header, MAGIC,
 };
@@ -55,7 +57,7 @@ fn hang_call(request_id: u64, tag: usize) -> Vec<u8> {
     let tag = tag.to_string();
     call_bytes(
         request_id,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("Echo", "", "hang", &[("tag", &tag)]),
         &[],
     )
@@ -87,7 +89,7 @@ async fn start(config: TcpConfig) -> (Server, SocketAddr) {
 fn assert_refused(frame: &Frame, request_id: u64, status: Status, needles: &[&str]) {
     let message = String::from_utf8_lossy(&frame.body);
     assert_eq!(
-        Status::from_code(frame.header.status),
+        Status::from_byte(frame.header.status),
         status,
         "status of {frame:?} ({message})"
     );
@@ -181,7 +183,11 @@ async fn bad_magic_closes_that_connection_while_a_healthy_connection_keeps_getti
     healthy.echo(1, Codec::Bincode, b"before").await;
 
     let mut bad = Raw::connect(addr).await;
-    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 9, 0);
+    let mut wire = header_bytes(
+        FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
+        9,
+        0,
+    );
     wire[0] = 0xca;
     wire[1] = 0xfe;
     bad.send(&wire).await;
@@ -213,7 +219,7 @@ async fn a_declared_length_over_the_limit_gets_status_40_naming_size_and_limit_t
     for (id, size) in [(77u64, 1025u32), (u64::MAX, u32::MAX)] {
         let mut raw = Raw::connect(addr).await;
         raw.send(&header_bytes(
-            FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+            FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
             id,
             size,
         ))
@@ -231,8 +237,13 @@ async fn a_declared_length_over_the_limit_gets_status_40_naming_size_and_limit_t
     let payload = vec![7u8; 1024 - head.len() - 3];
     let args = echo_args(Codec::Bincode, &payload);
     assert_eq!(head.len() + args.len(), 1024);
-    raw.send(&call_bytes(3, Codec::Bincode.id(), &head, &args))
-        .await;
+    raw.send(&call_bytes(
+        3,
+        serialization_id(Codec::Bincode),
+        &head,
+        &args,
+    ))
+    .await;
     // The 1024-byte payload echoed back is within the limit as well.
     assert_echoed(&raw.frame().await, 3, Codec::Bincode, &payload);
 }
@@ -241,8 +252,8 @@ async fn a_declared_length_over_the_limit_gets_status_40_naming_size_and_limit_t
 async fn an_oversized_one_way_request_or_response_frame_is_closed_without_an_answer() {
     let (_server, addr) = start(TcpConfig::default().max_frame_len(1024)).await;
     for flags in [
-        FLAG_REQUEST | Codec::Bincode.id(),
-        Codec::Bincode.id(),
+        FLAG_REQUEST | serialization_id(Codec::Bincode),
+        serialization_id(Codec::Bincode),
         FLAG_EVENT,
     ] {
         let mut raw = Raw::connect(addr).await;
@@ -259,7 +270,11 @@ async fn a_truncated_frame_then_a_half_close_does_not_crash_the_server() {
 
     // A header announcing 100 bytes, 10 of them sent.
     let mut raw = Raw::connect(addr).await;
-    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 100);
+    let mut wire = header_bytes(
+        FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
+        1,
+        100,
+    );
     wire.extend_from_slice(&[0x42; 10]);
     raw.send(&wire).await;
     raw.stream.shutdown().await.expect("half close");
@@ -357,7 +372,7 @@ async fn a_garbage_head_gets_status_40_and_the_connection_stays_open() {
     for (id, (what, body)) in bodies.into_iter().enumerate() {
         let id = id as u64 + 1;
         raw.send(&frame_bytes(
-            FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(),
+            FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
             id,
             &body,
         ))
@@ -393,11 +408,12 @@ async fn an_undecodable_argument_payload_gets_status_25_and_the_connection_stays
     ];
     for (id, (codec, args)) in cases.into_iter().enumerate() {
         let id = id as u64 + 1;
-        raw.send(&call_bytes(id, codec.id(), &head, &args)).await;
+        raw.send(&call_bytes(id, serialization_id(codec), &head, &args))
+            .await;
         let frame = raw.frame().await;
         eprintln!("{codec} {args:?}: {}", String::from_utf8_lossy(&frame.body));
         assert_refused(&frame, id, Status::SerializationError, &[codec.name()]);
-        assert_eq!(frame.header.serialization_id(), codec.id());
+        assert_eq!(frame.header.serialization_id(), serialization_id(codec));
     }
     raw.echo(100, Codec::Json, b"same socket").await;
 }
@@ -409,7 +425,7 @@ async fn an_unknown_service_gets_status_60_naming_it() {
     let args = echo_args(Codec::Bincode, b"x");
     raw.send(&call_bytes(
         1,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("NoSuchService", "", "echo", &[]),
         &args,
     ))
@@ -424,7 +440,7 @@ async fn an_unknown_service_gets_status_60_naming_it() {
     // A version the provider does not serve is an unknown service too.
     raw.send(&call_bytes(
         2,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("Echo", "9.9", "echo", &[]),
         &args,
     ))
@@ -446,7 +462,7 @@ async fn an_unknown_method_gets_status_60_naming_the_method() {
     let args = echo_args(Codec::Json, b"x");
     raw.send(&call_bytes(
         1,
-        Codec::Json.id(),
+        serialization_id(Codec::Json),
         &head("Echo", "", "noSuchMethod", &[]),
         &args,
     ))
@@ -465,7 +481,7 @@ async fn a_one_way_request_that_cannot_be_served_gets_no_answer_and_the_connecti
     let (_server, addr) = start(TcpConfig::default()).await;
     let mut raw = Raw::connect(addr).await;
     let args = echo_args(Codec::Bincode, b"x");
-    let one_way = FLAG_REQUEST | Codec::Bincode.id();
+    let one_way = FLAG_REQUEST | serialization_id(Codec::Bincode);
     let mut wire = frame_bytes(one_way, 1, &[0xff, 0xff]);
     wire.extend(frame_bytes(
         one_way,
@@ -497,7 +513,7 @@ async fn timeout_attachments_of_zero_and_of_u64_max_are_served_without_harm() {
     // or, if the echo wins the race, 20. Either way, an answer.
     raw.send(&call_bytes(
         1,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("Echo", "", "echo", &[("timeout", "0")]),
         &args,
     ))
@@ -505,14 +521,14 @@ async fn timeout_attachments_of_zero_and_of_u64_max_are_served_without_harm() {
     let frame = raw.frame().await;
     assert_eq!(frame.header.request_id, 1);
     assert!(
-        [Status::Ok.code(), Status::ServerTimeout.code()].contains(&frame.header.status),
+        [Status::Ok.byte(), Status::ServerTimeout.byte()].contains(&frame.header.status),
         "{frame:?}"
     );
     // The largest number the head accepts must not overflow the deadline arithmetic.
     let max = u64::MAX.to_string();
     raw.send(&call_bytes(
         2,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("Echo", "", "echo", &[("timeout", &max)]),
         &args,
     ))
@@ -630,7 +646,7 @@ async fn a_heartbeat_request_is_answered_at_once_with_an_event_response_with_the
         ),
         (
             u64::MAX,
-            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | Codec::Bincode.id(),
+            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | serialization_id(Codec::Bincode),
         ),
         (0, FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | 31),
     ] {
@@ -646,7 +662,7 @@ async fn a_heartbeat_request_is_answered_at_once_with_an_event_response_with_the
         assert!(frame.header.is_event(), "an event: {frame:?}");
         assert!(!frame.header.is_request(), "a response: {frame:?}");
         assert_eq!(frame.header.request_id, id);
-        assert_eq!(frame.header.status, Status::Ok.code());
+        assert_eq!(frame.header.status, Status::Ok.byte());
         assert!(frame.body.is_empty());
     }
     raw.echo(1, Codec::Bincode, b"after heartbeats").await;
@@ -659,7 +675,7 @@ async fn a_cancel_event_for_an_unknown_id_is_harmless() {
     let cancel = FLAG_REQUEST | FLAG_EVENT;
     let mut wire = frame_bytes(cancel, 999, &[]);
     wire.extend(frame_bytes(cancel, u64::MAX, b"a body nobody reads"));
-    wire.extend(frame_bytes(cancel | Codec::Json.id(), 0, &[]));
+    wire.extend(frame_bytes(cancel | serialization_id(Codec::Json), 0, &[]));
     raw.send(&wire).await;
     // The echo's answer is the only frame: cancellations are never answered.
     raw.echo(1, Codec::Bincode, b"unharmed").await;
@@ -718,7 +734,7 @@ async fn a_reused_request_id_does_not_orphan_the_first_call() {
         .await;
     let refused = raw.frame().await;
     assert_eq!(refused.header.request_id, 7);
-    assert_eq!(refused.header.status, Status::BadRequest.code());
+    assert_eq!(refused.header.status, Status::BadRequest.byte());
     let message = String::from_utf8_lossy(&refused.body);
     assert!(
         message.contains("request id 7 is already in flight"),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{ProbeClient, client, start};
-use rpc_core::{Client, Codec, Error, Status};
+use rpc_core::{Client, Code, Codec, Error};
 use transports::{TcpConfig, TcpTransport};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +66,7 @@ async fn a_panicking_handler_becomes_a_remote_error_with_its_message() {
     let probe = client(server.local_addr(), Codec::Json);
     match probe.explode("disk on fire".into()).await {
         Err(Error::Remote {
-            status: Status::ServiceError,
+            code: Code::ServiceError,
             message,
         }) => assert!(message.contains("disk on fire"), "{message}"),
         other => panic!("expected a remote service error, got {other:?}"),
@@ -84,25 +84,29 @@ async fn unknown_services_and_methods_are_typed_remote_errors() {
         .unwrap();
     let missing = ProbeClient::new(other).echo("x".into()).await;
     assert!(
-        matches!(&missing, Err(Error::Remote { status: Status::ServiceNotFound, message }) if message.contains("test.Nope")),
+        matches!(&missing, Err(Error::Remote { code: Code::NotFound, message }) if message.contains("test.Nope")),
         "{missing:?}"
     );
 
     let probe = client(server.local_addr(), Codec::Json);
+    static VANISH: rpc_core::MethodDescriptor = rpc_core::MethodDescriptor::new("vanish");
     let raw = rpc_core::Request {
         service: "test.Probe".into(),
         version: "".into(),
-        method: "vanish".into(),
+        method: &VANISH,
+        hash_key: None,
         attachments: Default::default(),
         codec: Codec::Json,
         oneway: false,
         timeout: Duration::from_secs(2),
         deadline: std::time::Instant::now() + Duration::from_secs(2),
         body: "[]".into(),
+        attempt: 0,
+        provider: None,
     };
     let result = probe.client().invoke(raw).await;
     assert!(
-        matches!(&result, Err(Error::Remote { status: Status::ServiceNotFound, message }) if message.contains("vanish")),
+        matches!(&result, Err(Error::Remote { code: Code::NotFound, message }) if message.contains("vanish")),
         "{result:?}"
     );
 }
@@ -120,7 +124,7 @@ async fn a_server_limited_to_json_refuses_bincode_with_bad_request() {
         .echo("x".into())
         .await;
     assert!(
-        matches!(&refused, Err(Error::Remote { status: Status::BadRequest, message }) if message.contains("bincode")),
+        matches!(&refused, Err(Error::Remote { code: Code::BadRequest, message }) if message.contains("bincode")),
         "{refused:?}"
     );
     let accepted = client(server.local_addr(), Codec::Json)
@@ -148,7 +152,7 @@ async fn oneway_calls_reach_the_provider_without_a_response() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_provider_fails_fast_with_a_transport_error() {
+async fn an_unreachable_provider_fails_fast_as_unavailable() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
@@ -156,7 +160,10 @@ async fn an_unreachable_provider_fails_fast_with_a_transport_error() {
     let probe = client(port, Codec::Json);
     let started = std::time::Instant::now();
     let result = probe.echo("anyone?".into()).await;
-    assert!(matches!(result, Err(Error::Transport { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "{result:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 

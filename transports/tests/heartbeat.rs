@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use raw::{Raw, WAIT, call_bytes, echo_args, frame_bytes, head, header_bytes};
-use rpc_core::{Codec, Server, Status};
+use rpc_core::{Codec, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 use transports::TcpConfig;
+use transports::tcp::Status;
+use transports::tcp::frame::serialization_id;
 use transports::tcp::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header};
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
@@ -28,7 +30,7 @@ async fn start() -> (Server, SocketAddr) {
 fn echo_call(request_id: u64, payload: &[u8]) -> Vec<u8> {
     call_bytes(
         request_id,
-        Codec::Bincode.id(),
+        serialization_id(Codec::Bincode),
         &head("Echo", "", "echo", &[]),
         &echo_args(Codec::Bincode, payload),
     )
@@ -39,7 +41,7 @@ fn heartbeat_answer(request_id: u64) -> Vec<u8> {
     let mut out = BytesMut::new();
     Header {
         flags: FLAG_EVENT,
-        status: Status::Ok.code(),
+        status: Status::Ok.byte(),
         request_id,
         body_len: 0,
     }
@@ -77,7 +79,7 @@ impl Raw {
                 continue;
             }
             assert_eq!(frame.header.request_id, request_id, "{frame:?}");
-            assert_eq!(frame.header.status, Status::Ok.code(), "{frame:?}");
+            assert_eq!(frame.header.status, Status::Ok.byte(), "{frame:?}");
             let echoed: Vec<u8> = Codec::Bincode.decode(&frame.body).expect("decodes");
             assert_eq!(echoed, payload);
             return;
@@ -193,7 +195,7 @@ async fn a_client_sending_its_own_heartbeats_but_never_answering_stays_connected
             }
             Ok(Some(frame)) => {
                 assert!(frame.header.is_event(), "{frame:?}");
-                assert_eq!(frame.header.status, Status::Ok.code());
+                assert_eq!(frame.header.status, Status::Ok.byte());
                 answered += 1;
             }
         }
@@ -207,7 +209,11 @@ async fn a_client_sending_its_own_heartbeats_but_never_answering_stays_connected
 async fn a_client_that_sends_half_a_frame_and_stalls_is_closed_after_the_idle_timeout() {
     let (_server, addr) = start().await;
     let mut raw = Raw::connect(addr).await;
-    let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 100);
+    let mut wire = header_bytes(
+        FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
+        1,
+        100,
+    );
     wire.extend_from_slice(&[0x42; 10]);
     let sent = Instant::now();
     raw.send(&wire).await;
@@ -229,7 +235,11 @@ async fn a_client_trickling_one_frame_byte_by_byte_is_closed_after_the_idle_time
     // A frame of 4000 bytes, one byte every 50 ms: bytes keep coming for 200 s, but no
     // whole frame arrives for the idle timer.
     let trickle = tokio::spawn(async move {
-        let mut wire = header_bytes(FLAG_REQUEST | FLAG_TWO_WAY | Codec::Bincode.id(), 1, 4000);
+        let mut wire = header_bytes(
+            FLAG_REQUEST | FLAG_TWO_WAY | serialization_id(Codec::Bincode),
+            1,
+            4000,
+        );
         wire.extend_from_slice(&[0u8; 4000]);
         for byte in wire.iter() {
             if write.write_all(std::slice::from_ref(byte)).await.is_err() {

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Stats, client, spawn_sleep, start, wait_started};
-use rpc_core::{Codec, Error, Status};
+use rpc_core::{Code, Codec, Error};
 use transports::TcpConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +104,7 @@ async fn dropping_the_server_stops_it_at_once_and_tells_running_callers() {
 /// What a caller sees when the provider abandons its call: status 80, "call cancelled".
 fn assert_cancelled_by_provider(result: &Result<u64, Error>) {
     assert!(
-        matches!(result, Err(Error::Remote { status: Status::ServerError, message }) if message.contains("cancelled")),
+        matches!(result, Err(Error::Remote { code: Code::ServerError, message }) if message.contains("cancelled")),
         "{result:?}"
     );
 }

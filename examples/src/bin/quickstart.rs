@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use examples::{
     EchoClient, EchoServer, Echoer, GreetError, GreeterClient, GreeterServer, Greeting,
 };
-use rpc_core::{Client, Codec, Error, Server, Status};
+use rpc_core::{Client, Code, Codec, Error, Server};
 use transports::TcpTransport;
 
 /// Each check prints one line and counts towards the exit code.
@@ -168,7 +168,7 @@ async fn run() -> Result<Report, Error> {
             matches!(
                 &missing,
                 Err(Error::Remote {
-                    status: Status::ServiceNotFound,
+                    code: Code::NotFound,
                     ..
                 })
             ),

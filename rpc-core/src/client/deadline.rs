@@ -62,17 +62,10 @@ mod tests {
     use tower::ServiceExt;
 
     fn request(timeout: Duration) -> Request {
-        Request {
-            service: "S".into(),
-            version: "".into(),
-            method: "m".into(),
-            attachments: Default::default(),
-            codec: Codec::Json,
-            oneway: false,
-            timeout,
-            deadline: std::time::Instant::now() + timeout,
-            body: Default::default(),
-        }
+        let mut request = crate::client::loadbalance::tests::request();
+        request.timeout = timeout;
+        request.deadline = std::time::Instant::now() + timeout;
+        request
     }
 
     #[tokio::test(start_paused = true)]

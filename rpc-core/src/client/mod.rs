@@ -1,13 +1,16 @@
 //! The consumer side: [`Client`], its builder, and the consumer pipeline.
 //!
 //! ```text
-//! stub -> encode args -> Deadline -> user layers -> Balance (Directory + LoadBalance) -> Channel (transport)
+//! stub (hash key, encode args) -> Deadline -> user layers -> Cluster (Directory, LoadBalance
+//!   picker, retries) -> per attempt: Provider::call (stats) -> provider layers -> Channel
 //! ```
 
+pub mod cluster;
 mod deadline;
 mod directory;
+pub mod loadbalance;
+mod provider;
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +21,16 @@ use serde::de::DeserializeOwned;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::descriptor::MethodDescriptor;
-use crate::transport::Transport;
+use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
+use crate::format::{Decode, Encode, Serde};
+use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
+pub use cluster::{Cluster, ClusterMode};
 pub use deadline::{Deadline, DeadlineLayer};
-pub use directory::{Balance, Directory, LoadBalance, Provider, RoundRobin, StaticDirectory};
+pub use directory::{Directory, StaticDirectory};
+pub use loadbalance::{LoadBalance, Picker, Random, RoundRobin, Tried};
+pub use provider::{Connector, DEFAULT_WEIGHT, Provider, ProviderStats};
 
 /// The consumer pipeline as one tower service.
 pub type ConsumerService = BoxCloneSyncService<Request, Response, Error>;
@@ -38,6 +45,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub trait FromClient {
     /// Wraps an untyped client.
     fn from_client(client: Client) -> Self;
+
+    /// The service the stub was generated for; the builder resolves its per-method
+    /// settings from it. `None` for an untyped [`Client`].
+    fn descriptor() -> Option<&'static ServiceDescriptor> {
+        None
+    }
 }
 
 /// An untyped handle to one remote service. Generated stubs wrap it; clone it freely.
@@ -57,6 +70,7 @@ struct Shared {
     codec: Codec,
     timeout: Duration,
     stack: ConsumerService,
+    cluster: Cluster,
 }
 
 impl FromClient for Client {
@@ -106,15 +120,14 @@ impl Client {
         client
     }
 
-    /// Calls `method` with `args` (a tuple of all arguments) and decodes its result.
+    /// Calls `method` with `args` (a tuple of all arguments, any serde types) and decodes
+    /// its result.
     pub async fn call<A, R>(&self, method: &'static MethodDescriptor, args: &A) -> Result<R>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let request = self.request(method, args)?;
-        let response = self.shared.stack.clone().oneshot(request).await?;
-        response.codec.decode(&response.body)
+        self.call_in::<Serde, A, R>(method, args, None).await
     }
 
     /// Sends a one-way call: returns once the request is handed to the transport, without
@@ -123,9 +136,7 @@ impl Client {
     where
         A: Serialize + ?Sized,
     {
-        let mut request = self.request(method, args)?;
-        request.oneway = true;
-        self.shared.stack.clone().oneshot(request).await.map(|_| ())
+        self.call_oneway_in::<Serde, A>(method, args, None).await
     }
 
     /// Sends an already-built request through the consumer pipeline.
@@ -133,27 +144,69 @@ impl Client {
         self.shared.stack.clone().oneshot(request).await
     }
 
-    fn request<A: Serialize + ?Sized>(
+    /// True when calls of `method` should carry a [`Request::hash_key`] (its load balancer
+    /// hashes, or it names a `hash_arg`).
+    pub fn needs_hash_key(&self, method: &'static MethodDescriptor) -> bool {
+        self.shared.cluster.needs_hash_key(method)
+    }
+
+    /// [`Client::call`] in the format `F`, with a precomputed hash key.
+    pub(crate) async fn call_in<F, A, R>(
         &self,
         method: &'static MethodDescriptor,
         args: &A,
+        hash_key: Option<u64>,
+    ) -> Result<R>
+    where
+        F: Encode<A> + Decode<R>,
+        A: ?Sized,
+    {
+        let request = self.request::<F, A>(method, args, hash_key)?;
+        let response = self.shared.stack.clone().oneshot(request).await?;
+        F::decode(response.codec, &response.body)
+    }
+
+    /// [`Client::call_oneway`] in the format `F`, with a precomputed hash key.
+    pub(crate) async fn call_oneway_in<F, A>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        hash_key: Option<u64>,
+    ) -> Result<()>
+    where
+        F: Encode<A>,
+        A: ?Sized,
+    {
+        let mut request = self.request::<F, A>(method, args, hash_key)?;
+        request.oneway = true;
+        self.shared.stack.clone().oneshot(request).await.map(|_| ())
+    }
+
+    fn request<F: Encode<A>, A: ?Sized>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        hash_key: Option<u64>,
     ) -> Result<Request> {
         let timeout = self
             .timeout
             .or(method.timeout_ms.map(Duration::from_millis))
             .unwrap_or(self.shared.timeout);
         let mut body = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
-        self.shared.codec.encode(args, &mut body)?;
+        F::encode(self.shared.codec, args, &mut body)?;
         Ok(Request {
             service: self.shared.service.clone(),
             version: self.shared.version.clone(),
-            method: Cow::Borrowed(method.name),
+            method,
+            hash_key,
             attachments: self.attachments.clone(),
             codec: self.shared.codec,
             oneway: method.oneway,
             timeout,
             deadline: Instant::now() + timeout,
             body: body.freeze(),
+            attempt: 0,
+            provider: None,
         })
     }
 }
@@ -166,9 +219,12 @@ pub struct ClientBuilder<S = Client> {
     transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     load_balance: Option<Arc<dyn LoadBalance>>,
+    cluster: ClusterMode,
+    retries: u32,
     codec: Codec,
     timeout: Duration,
     layers: Vec<BoxLayer>,
+    provider_layers: Vec<provider::ChannelLayer>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -182,9 +238,12 @@ impl<S: FromClient> ClientBuilder<S> {
             transport: None,
             directory: None,
             load_balance: None,
+            cluster: ClusterMode::default(),
+            retries: cluster::DEFAULT_RETRIES,
             codec: Codec::default(),
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
+            provider_layers: Vec::new(),
             stub: PhantomData,
         }
     }
@@ -217,15 +276,30 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
-    /// Takes providers from `directory` instead of a static address list.
+    /// Takes providers from `directory` instead of a static address list. The directory
+    /// makes its own providers (with a [`Connector`]), so it cannot be combined with
+    /// [`ClientBuilder::provider_layer`].
     pub fn directory(mut self, directory: impl Directory) -> ClientBuilder<S> {
         self.directory = Some(Arc::new(directory));
         self
     }
 
-    /// How a provider is picked per call (default: [`RoundRobin`]).
+    /// How a provider is picked for methods that do not name a `loadbalance` (default:
+    /// [`RoundRobin`]).
     pub fn load_balance(mut self, load_balance: impl LoadBalance) -> ClientBuilder<S> {
         self.load_balance = Some(Arc::new(load_balance));
+        self
+    }
+
+    /// The cluster mode of methods that do not name one (default: failover).
+    pub fn cluster(mut self, mode: ClusterMode) -> ClientBuilder<S> {
+        self.cluster = mode;
+        self
+    }
+
+    /// Failover retries of methods that do not set `retries` (default 2).
+    pub fn retries(mut self, retries: u32) -> ClientBuilder<S> {
+        self.retries = retries;
         self
     }
 
@@ -243,8 +317,10 @@ impl<S: FromClient> ClientBuilder<S> {
 
     /// Adds a tower layer (a consumer filter) to every call of this client.
     ///
-    /// Layers run inside the deadline and before a provider is picked, so they see each
-    /// call once, whatever provider it goes to; the first layer added is the outermost.
+    /// Layers run inside the deadline and before the cluster stage, so they see each call
+    /// once, whatever provider (or providers, on retries) it goes to; the first layer added
+    /// is the outermost. To see each attempt and its provider, use
+    /// [`ClientBuilder::provider_layer`].
     pub fn layer<L>(mut self, layer: L) -> ClientBuilder<S>
     where
         L: Layer<ConsumerService> + Send + Sync + 'static,
@@ -258,9 +334,33 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// Adds a tower layer around each provider's channel: it sees every attempt of every
+    /// call, after the provider was picked ([`Request::provider`], [`Request::attempt`]).
+    /// The first layer added is the outermost.
+    pub fn provider_layer<L>(mut self, layer: L) -> ClientBuilder<S>
+    where
+        L: Layer<Channel> + Send + Sync + 'static,
+        L::Service:
+            Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.provider_layers.push(provider::channel_layer(layer));
+        self
+    }
+
     /// Builds the client. Connections open lazily, on the first call.
+    ///
+    /// Fails with [`Error::Config`] when the providers are missing, or when a method names
+    /// an unknown cluster mode or load balancer.
     pub fn build(self) -> Result<S> {
         let directory: Arc<dyn Directory> = match (self.directory, self.transport) {
+            (Some(_), _) if !self.provider_layers.is_empty() => {
+                return Err(Error::Config(format!(
+                    "client for {}: provider layers apply to providers the builder connects; \
+                     a directory makes its own (give it a Connector)",
+                    self.service
+                )));
+            }
             (Some(directory), _) => directory,
             (None, Some(transport)) => {
                 if self.addresses.is_empty() {
@@ -269,10 +369,8 @@ impl<S: FromClient> ClientBuilder<S> {
                         self.service
                     )));
                 }
-                Arc::new(StaticDirectory::connect(
-                    transport.as_ref(),
-                    &self.addresses,
-                )?)
+                let connector = Connector::new(transport).with_layers(self.provider_layers);
+                Arc::new(StaticDirectory::connect(&connector, &self.addresses)?)
             }
             (None, None) => {
                 return Err(Error::Config(format!(
@@ -284,13 +382,18 @@ impl<S: FromClient> ClientBuilder<S> {
         let load_balance = self
             .load_balance
             .unwrap_or_else(|| Arc::new(RoundRobin::default()));
-        let balance = Balance::new(self.service.clone(), directory, load_balance);
+        let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
+            .mode(self.cluster)
+            .retries(self.retries);
+        if let Some(descriptor) = S::descriptor() {
+            cluster = cluster.with_methods(descriptor)?;
+        }
         // Without user layers the stack stays one box deep: every box is an allocation
         // per call on the hot path.
         let stack = if self.layers.is_empty() {
-            BoxCloneSyncService::new(DeadlineLayer.layer(balance))
+            BoxCloneSyncService::new(DeadlineLayer.layer(cluster.clone()))
         } else {
-            let mut inner: ConsumerService = BoxCloneSyncService::new(balance);
+            let mut inner: ConsumerService = BoxCloneSyncService::new(cluster.clone());
             for layer in self.layers.iter().rev() {
                 inner = layer(inner);
             }
@@ -303,6 +406,7 @@ impl<S: FromClient> ClientBuilder<S> {
                 codec: self.codec,
                 timeout: self.timeout,
                 stack,
+                cluster,
             }),
             timeout: None,
             attachments: Attachments::new(),

@@ -1,7 +1,9 @@
 //! Serialization: how arguments and results become bytes.
 //!
-//! The codec is chosen per client and travels in every frame (the low 5 bits of the flags
-//! byte), so one provider serves callers of every codec and answers each in its own.
+//! The codec is chosen per client and travels with every call (each transport says how:
+//! the TCP transport as a serialization id in its header), so one provider serves callers
+//! of every codec and answers each in its own. [`Codec`] only names the format; which
+//! Rust types can be written in it is the business of a [`crate::format`].
 
 mod bincode;
 mod json;
@@ -17,7 +19,7 @@ use crate::{Error, Result};
 /// growth is a reallocation and a copy).
 pub const ENCODE_CAPACITY: usize = 256;
 
-/// A serialization format, identified on the wire by its id.
+/// A serialization format. Transports map it to their own wire identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Codec {
@@ -32,26 +34,6 @@ impl Codec {
     /// Every codec this build knows.
     pub const ALL: [Codec; 2] = [Codec::Bincode, Codec::Json];
 
-    /// The serialization id carried in the low 5 bits of the flags byte.
-    ///
-    /// JSON keeps Dubbo's id for its JSON serializer (6); bincode, which Dubbo does not have,
-    /// takes an id Dubbo leaves unused (24).
-    pub const fn id(self) -> u8 {
-        match self {
-            Codec::Bincode => 24,
-            Codec::Json => 6,
-        }
-    }
-
-    /// The codec for a serialization id.
-    pub fn from_id(id: u8) -> Result<Codec> {
-        match id {
-            24 => Ok(Codec::Bincode),
-            6 => Ok(Codec::Json),
-            other => Err(Error::UnknownCodec(other)),
-        }
-    }
-
     /// The codec's name, as used in configuration and on the command line.
     pub const fn name(self) -> &'static str {
         match self {
@@ -60,7 +42,7 @@ impl Codec {
         }
     }
 
-    /// Appends the encoding of `value` to `out`.
+    /// Appends the serde encoding of `value` to `out`.
     pub fn encode<T: Serialize + ?Sized>(self, value: &T, out: &mut BytesMut) -> Result<()> {
         match self {
             Codec::Bincode => bincode::encode(value, out),
@@ -68,7 +50,7 @@ impl Codec {
         }
     }
 
-    /// Decodes one value that must fill `bytes` exactly.
+    /// Decodes one serde value that must fill `bytes` exactly.
     ///
     /// `bytes` came from the network: errors are typed, nothing panics, and no length inside
     /// the payload can make the decoder allocate more than the payload could hold.
@@ -136,13 +118,11 @@ mod tests {
     }
 
     #[test]
-    fn ids_round_trip() {
+    fn names_round_trip() {
         for codec in Codec::ALL {
-            assert_eq!(Codec::from_id(codec.id()).ok(), Some(codec));
-            assert!(codec.id() < 32, "the id must fit the 5-bit field");
             assert_eq!(codec.name().parse::<Codec>().ok(), Some(codec));
         }
-        assert!(matches!(Codec::from_id(2), Err(Error::UnknownCodec(2))));
+        assert!("protobuf2".parse::<Codec>().is_err());
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The consumer end: one multiplexed connection per provider, reconnected with backoff.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -10,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use rpc_core::{Codec, Error, Request, Response, Result, Status};
+use rpc_core::transport::IdMap;
+use rpc_core::{Error, Request, Response, Result};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
@@ -20,8 +19,12 @@ use tower::Service;
 
 use super::TcpConfig;
 use super::conn::{Activity, Outbox, keepalive, until_cancelled, write_loop};
-use super::frame::{FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header};
+use super::frame::{
+    FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header, codec_for_id,
+    serialization_id,
+};
 use super::head;
+use super::status::Status;
 
 /// A [`rpc_core::Channel`] to one provider address.
 #[derive(Clone)]
@@ -29,18 +32,28 @@ pub(crate) struct TcpChannel {
     endpoint: Arc<Endpoint>,
 }
 
-impl TcpChannel {
-    pub(crate) fn new(address: &str, config: Arc<TcpConfig>) -> TcpChannel {
-        let (sender, state) = watch::channel(ConnState::Connecting);
-        TcpChannel {
-            endpoint: Arc::new(Endpoint {
-                address: address.into(),
-                config,
-                state,
-                started: AtomicBool::new(false),
-                sender: Mutex::new(Some(sender)),
-            }),
+/// The endpoints of one transport by address, so every channel to an address shares one
+/// connection (two clients, or a registry update re-listing a provider). Entries are weak:
+/// when the last channel to an address goes, its connection closes.
+#[derive(Default)]
+pub(crate) struct Endpoints {
+    by_address: Mutex<std::collections::HashMap<Arc<str>, std::sync::Weak<Endpoint>>>,
+}
+
+impl Endpoints {
+    /// A channel to `address`, sharing the live endpoint if there is one.
+    pub(crate) fn channel(&self, address: &str, config: &Arc<TcpConfig>) -> TcpChannel {
+        let mut by_address = self
+            .by_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(endpoint) = by_address.get(address).and_then(std::sync::Weak::upgrade) {
+            return TcpChannel { endpoint };
         }
+        by_address.retain(|_, endpoint| endpoint.strong_count() > 0);
+        let endpoint = Arc::new(Endpoint::new(address, config.clone()));
+        by_address.insert(endpoint.address.clone(), Arc::downgrade(&endpoint));
+        TcpChannel { endpoint }
     }
 }
 
@@ -65,7 +78,7 @@ impl Service<Request> for TcpChannel {
 #[derive(Clone)]
 enum ConnState {
     Connecting,
-    Connected(Arc<Connection>),
+    Connected(Arc<ClientConnection>),
     Failed(Error),
 }
 
@@ -80,11 +93,26 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    fn new(address: &str, config: Arc<TcpConfig>) -> Endpoint {
+        let (sender, state) = watch::channel(ConnState::Connecting);
+        Endpoint {
+            address: address.into(),
+            config,
+            state,
+            started: AtomicBool::new(false),
+            sender: Mutex::new(Some(sender)),
+        }
+    }
+
     /// The live connection, waiting (until the deadline) while one is being opened.
     ///
     /// After a failed attempt calls fail at once with that attempt's error instead of
     /// waiting for the next one: a caller with other providers should move on.
-    async fn connection(&self, deadline: Instant, budget: Duration) -> Result<Arc<Connection>> {
+    async fn connection(
+        &self,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Arc<ClientConnection>> {
         self.start();
         let mut state = self.state.clone();
         loop {
@@ -95,7 +123,9 @@ impl Endpoint {
             }
             match tokio::time::timeout_at(deadline.into(), state.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(Error::transport("connection manager stopped")),
+                Ok(Err(_)) => {
+                    return Err(Error::unavailable("connection manager stopped", None));
+                }
                 Err(_) => return Err(Error::Timeout(budget)),
             }
         }
@@ -125,7 +155,7 @@ async fn manage(address: Arc<str>, config: Arc<TcpConfig>, state: watch::Sender<
     loop {
         state.send_replace(ConnState::Connecting);
         let attempt = tokio::select! {
-            attempt = Connection::open(&address, &config) => attempt,
+            attempt = ClientConnection::open(&address, &config) => attempt,
             _ = state.closed() => return,
         };
         match attempt {
@@ -160,75 +190,82 @@ async fn manage(address: Arc<str>, config: Arc<TcpConfig>, state: watch::Sender<
     }
 }
 
-/// Request ids are sequential, so they are their own hash.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-
 struct Waiter {
     tx: oneshot::Sender<Result<Response>>,
     budget: Duration,
 }
 
-struct Pending {
+/// The calls awaiting answers on one connection. It owns the in-flight count the outbox
+/// reads, so the count changes only where the table does.
+struct CallTable {
     calls: IdMap<Waiter>,
     /// Set once: the error every later call on this connection fails with.
     closed: Option<Error>,
+    in_flight: Arc<AtomicUsize>,
 }
 
-/// One open TCP connection multiplexing many calls.
-pub(crate) struct Connection {
+impl CallTable {
+    fn insert(&mut self, id: u64, waiter: Waiter) {
+        self.calls.insert(id, waiter);
+        self.in_flight.store(self.calls.len(), Ordering::Relaxed);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Waiter> {
+        let waiter = self.calls.remove(&id);
+        self.in_flight.store(self.calls.len(), Ordering::Relaxed);
+        waiter
+    }
+
+    fn take_all(&mut self) -> IdMap<Waiter> {
+        self.in_flight.store(0, Ordering::Relaxed);
+        std::mem::take(&mut self.calls)
+    }
+}
+
+/// One open TCP connection to a provider, multiplexing many calls.
+pub(crate) struct ClientConnection {
     peer: Arc<str>,
     outbox: Arc<Outbox>,
-    pending: Mutex<Pending>,
+    pending: Mutex<CallTable>,
     next_id: AtomicU64,
     max_frame_len: u32,
     closed: CancellationToken,
 }
 
-impl Connection {
-    async fn open(address: &str, config: &TcpConfig) -> Result<Arc<Connection>> {
+impl ClientConnection {
+    async fn open(address: &str, config: &TcpConfig) -> Result<Arc<ClientConnection>> {
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| {
-                Error::transport(format!(
-                    "connect to {address} timed out after {:?}",
-                    config.connect_timeout
-                ))
+                Error::unavailable(
+                    format!(
+                        "connect to {address} timed out after {:?}",
+                        config.connect_timeout
+                    ),
+                    None,
+                )
             })?
-            .map_err(|e| Error::io(format!("connect to {address} failed"), e))?;
+            .map_err(|e| Error::unavailable(format!("connect to {address} failed"), Some(e)))?;
         stream
             .set_nodelay(true)
-            .map_err(|e| Error::io(format!("set TCP_NODELAY on {address}"), e))?;
+            .map_err(|e| Error::unavailable(format!("set TCP_NODELAY on {address}"), Some(e)))?;
         let (read, write) = stream.into_split();
         let activity = Arc::new(Activity::new());
-        let connection = Arc::new(Connection {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let probe = in_flight.clone();
+        let connection = Arc::new(ClientConnection {
             peer: address.into(),
             outbox: Arc::new(Outbox::new(
                 config.max_write_buffer,
+                config.write_stall_timeout,
                 write,
                 activity.clone(),
+                Box::new(move || probe.load(Ordering::Relaxed)),
             )),
-            pending: Mutex::new(Pending {
+            pending: Mutex::new(CallTable {
                 calls: IdMap::default(),
                 closed: None,
+                in_flight,
             }),
             next_id: AtomicU64::new(1),
             max_frame_len: config.max_frame_len,
@@ -280,8 +317,13 @@ impl Connection {
                     activity.read();
                     self.on_frame(frame);
                 }
+                Err(error) if error.is_disconnect() => {
+                    tracing::debug!(peer = %self.peer, %error, "provider went away");
+                    self.fail(error.into());
+                    return;
+                }
                 Err(error) => {
-                    tracing::warn!(peer = %self.peer, %error, "bad frame from provider, closing");
+                    tracing::warn!(peer = %self.peer, %error, "unreadable frame from provider, closing");
                     self.fail(error.into());
                     return;
                 }
@@ -300,7 +342,7 @@ impl Connection {
                 let _ = self.outbox.push(|buf| {
                     Header {
                         flags: FLAG_EVENT,
-                        status: Status::Ok.code(),
+                        status: Status::Ok.byte(),
                         request_id: header.request_id,
                         body_len: 0,
                     }
@@ -316,13 +358,16 @@ impl Connection {
             // The caller already gave up (timeout or cancellation).
             return;
         };
-        let result = match Status::from_code(header.status) {
-            Status::Ok => Codec::from_id(header.serialization_id()).map(|codec| Response {
-                codec,
-                body: frame.body,
-            }),
-            status => Err(Error::from_status(
-                status,
+        let result = match Status::from_byte(header.status).to_code() {
+            None => match codec_for_id(header.serialization_id()) {
+                Ok(codec) => Ok(Response {
+                    codec,
+                    body: frame.body,
+                }),
+                Err(error) => Err(error.into()),
+            },
+            Some(code) => Err(Error::from_code(
+                code,
                 String::from_utf8_lossy(&frame.body).into_owned(),
                 waiter.budget,
             )),
@@ -337,8 +382,7 @@ impl Connection {
             if pending.closed.is_none() {
                 pending.closed = Some(error.clone());
             }
-            self.outbox.set_in_flight(0);
-            std::mem::take(&mut pending.calls)
+            pending.take_all()
         };
         self.outbox.close();
         self.closed.cancel();
@@ -349,13 +393,10 @@ impl Connection {
 
     /// Takes the waiter of call `id` out of the in-flight table.
     fn remove(&self, id: u64) -> Option<Waiter> {
-        let mut pending = self.lock();
-        let waiter = pending.calls.remove(&id);
-        self.outbox.set_in_flight(pending.calls.len());
-        waiter
+        self.lock().remove(id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CallTable> {
         // Only map operations run under this lock; a poisoned map is still a valid map.
         self.pending
             .lock()
@@ -363,49 +404,44 @@ impl Connection {
     }
 
     async fn call(self: Arc<Self>, req: Request) -> Result<Response> {
-        let remaining = req.deadline.saturating_duration_since(Instant::now());
-        let timeout_ms =
-            head::Decimal::new(remaining.as_millis().clamp(1, u64::MAX as u128) as u64);
-        let timeout_ms = timeout_ms.as_str();
-        let head_len = head::head_len(&req, timeout_ms)?;
-        let body_len = head_len + req.body.len();
-        if body_len > self.max_frame_len as usize {
-            return Err(Error::FrameTooLarge {
-                size: body_len as u64,
-                limit: self.max_frame_len,
+        if req.body.len() > self.max_frame_len as usize {
+            return Err(Error::MessageTooLarge {
+                size: req.body.len() as u64,
+                limit: self.max_frame_len.into(),
             });
         }
+        let remaining = req.deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = remaining.as_millis().clamp(1, u64::MAX as u128) as u64;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let two_way = !req.oneway;
         let receiver = if two_way {
             let (tx, rx) = oneshot::channel();
             let mut pending = self.lock();
             if let Some(error) = &pending.closed {
-                return Err(error.clone());
+                // Nothing was sent: the caller may try another provider.
+                return Err(Error::unavailable(error.to_string(), None));
             }
-            pending.calls.insert(
+            pending.insert(
                 id,
                 Waiter {
                     tx,
                     budget: req.timeout,
                 },
             );
-            self.outbox.set_in_flight(pending.calls.len());
             Some(rx)
         } else {
             None
         };
-        let flags = FLAG_REQUEST | if two_way { FLAG_TWO_WAY } else { 0 } | req.codec.id();
-        let pushed = self.outbox.push(|buf| {
-            Header {
-                flags,
-                status: 0,
-                request_id: id,
-                body_len: body_len as u32,
-            }
-            .encode(buf);
-            head::encode_head(&req, timeout_ms, buf);
-            buf.extend_from_slice(&req.body);
+        let header = Header {
+            flags: FLAG_REQUEST
+                | if two_way { FLAG_TWO_WAY } else { 0 }
+                | serialization_id(req.codec),
+            status: 0,
+            request_id: id,
+            body_len: 0,
+        };
+        let pushed = self.outbox.push_call(|buf| {
+            head::encode_request(&req, header, timeout_ms, self.max_frame_len, buf)
         });
         if let Err(error) = pushed {
             self.remove(id);
@@ -436,7 +472,7 @@ impl Connection {
 
 /// Tells the provider to abort a call whose caller stopped waiting.
 struct CancelOnDrop<'a> {
-    connection: &'a Connection,
+    connection: &'a ClientConnection,
     id: u64,
     armed: bool,
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -17,6 +17,10 @@ use rpc_core::{Error, Result};
 /// How many times the writer yields before taking a batch while other calls are in flight.
 const BATCH_YIELDS: usize = 2;
 
+/// Reads how many calls on a connection will put a frame in its outbox soon (client:
+/// calls awaiting answers; server: calls running). The call table owns that count.
+pub(crate) type InFlightProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
 /// Frames waiting to be written.
 ///
 /// Every task appends its encoded frame to one buffer under a short lock; the writer task
@@ -24,12 +28,24 @@ const BATCH_YIELDS: usize = 2;
 /// per write, and nothing is allocated per frame. A lone frame (nothing queued, nothing
 /// being written, no other call in flight) is written at once by the task that made it,
 /// which saves the writer task's wake-up on the ping-pong path.
+///
+/// Two kinds of frames enter: new calls ([`Outbox::push_call`]), refused once `limit`
+/// bytes wait, and answers and events ([`Outbox::push`]), which are never refused while
+/// the connection is open, because an answer owed must not vanish. A server bounds its
+/// answers by not reading new requests while the outbox is over its limit
+/// ([`Outbox::wait_below_limit`]); a peer that stops reading altogether is cut off by the
+/// writer's stall timeout.
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     wake: Notify,
+    /// Woken after every finished write, and when the writer ends.
+    drained: Notify,
+    /// Cancelled when the writer ends: the connection can no longer send.
+    closed: CancellationToken,
     limit: usize,
-    /// Calls in flight on this connection (client: awaiting answers; server: running).
-    in_flight: AtomicUsize,
+    /// How long one write may make no progress before the peer is given up on.
+    stall_timeout: Duration,
+    in_flight: InFlightProbe,
     activity: Arc<Activity>,
 }
 
@@ -38,53 +54,100 @@ struct OutboxState {
     closed: bool,
     /// While held, appends do not wake the writer; releasing does, once.
     held: bool,
-    /// The writer task has taken bytes it has not finished writing.
-    writing: bool,
+    /// Bytes the writer task has taken and not finished writing.
+    writing: usize,
     /// The socket, shared with the writer task; dropped (sending FIN) when it ends.
     socket: Option<Arc<OwnedWriteHalf>>,
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, socket: OwnedWriteHalf, activity: Arc<Activity>) -> Outbox {
+    pub(crate) fn new(
+        limit: usize,
+        stall_timeout: Duration,
+        socket: OwnedWriteHalf,
+        activity: Arc<Activity>,
+        in_flight: InFlightProbe,
+    ) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
                 buf: BytesMut::with_capacity(8 * 1024),
                 closed: false,
                 held: false,
-                writing: false,
+                writing: 0,
                 socket: Some(Arc::new(socket)),
             }),
             wake: Notify::new(),
+            drained: Notify::new(),
+            closed: CancellationToken::new(),
             limit,
-            in_flight: AtomicUsize::new(0),
+            stall_timeout,
+            in_flight,
             activity,
         }
     }
 
-    /// Records how many calls on this connection will put a frame here soon.
-    pub(crate) fn set_in_flight(&self, calls: usize) {
-        self.in_flight.store(calls, Ordering::Relaxed);
+    /// Appends a new call's frame, written by `encode`. Fails when the connection is closed
+    /// (the call was not sent: [`Error::Unavailable`]), when the peer reads so slowly that
+    /// `limit` bytes already wait, or when `encode` fails (nothing of it stays queued).
+    pub(crate) fn push_call(&self, encode: impl FnOnce(&mut BytesMut) -> Result<()>) -> Result<()> {
+        self.append(true, encode)
     }
 
-    /// Appends one frame written by `encode`. Fails when the connection is closed or when
-    /// the peer reads so slowly that `limit` bytes are already waiting.
+    /// Appends an answer or an event. Fails only when the connection is closed.
     pub(crate) fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<()> {
+        self.append(false, |buf| {
+            encode(buf);
+            Ok(())
+        })
+    }
+
+    /// Bytes queued or being written.
+    pub(crate) fn queued(&self) -> usize {
+        let state = self.lock();
+        state.buf.len() + state.writing
+    }
+
+    /// Returns once fewer than `limit` bytes are queued, or the connection can no longer
+    /// send (the caller then finds out on its next push or read).
+    pub(crate) async fn wait_below_limit(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queued() < self.limit || self.closed.is_cancelled() {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Resolves when the writer has ended (the peer is gone or stalled, or the connection
+    /// was closed and flushed).
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    fn append(
+        &self,
+        limited: bool,
+        encode: impl FnOnce(&mut BytesMut) -> Result<()>,
+    ) -> Result<()> {
         {
             let mut state = self.lock();
             if state.closed {
-                return Err(Error::transport("connection closed"));
+                return Err(Error::unavailable("connection closed", None));
             }
-            if state.buf.len() >= self.limit {
+            let queued = state.buf.len() + state.writing;
+            if limited && queued >= self.limit {
                 return Err(Error::Rejected(format!(
-                    "{} bytes already waiting to be written to this connection",
-                    state.buf.len()
+                    "{queued} bytes already waiting to be written to this connection"
                 )));
             }
             let alone = state.buf.is_empty()
-                && !state.writing
+                && state.writing == 0
                 && !state.held
-                && self.in_flight.load(Ordering::Relaxed) <= 1;
-            encode(&mut state.buf);
+                && (self.in_flight)() <= 1;
+            encode(&mut state.buf)?;
             // A full write leaves nothing for the writer; anything else (a partial write,
             // WouldBlock, an error) is left to it, in order.
             if alone
@@ -138,16 +201,21 @@ impl Outbox {
     }
 }
 
-/// Writes queued frames until the outbox is closed and drained, or the socket fails.
+/// Writes queued frames until the outbox is closed and drained, or the socket fails or
+/// stalls.
 pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
     let Some(socket) = outbox.lock().socket.clone() else {
         return Ok(());
     };
     let result = write_batches(&outbox, &socket).await;
-    let mut state = outbox.lock();
-    state.socket = None;
-    state.closed = true;
-    state.writing = false;
+    {
+        let mut state = outbox.lock();
+        state.socket = None;
+        state.closed = true;
+        state.writing = 0;
+    }
+    outbox.closed.cancel();
+    outbox.drained.notify_waiters();
     result
 }
 
@@ -161,7 +229,7 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
         // ones they woke (callers whose answers were just read) append. Measured at c64,
         // same run: one yield p99 540-690 us, two 380-500 us, same QPS. With a single call
         // in flight there is nothing to wait for, so ping-pong latency is untouched.
-        if outbox.in_flight.load(Ordering::Relaxed) > 1 {
+        if (outbox.in_flight)() > 1 {
             for _ in 0..BATCH_YIELDS {
                 tokio::task::yield_now().await;
             }
@@ -169,7 +237,7 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
         let closed = {
             let mut state = outbox.lock();
             std::mem::swap(&mut state.buf, &mut batch);
-            state.writing = !batch.is_empty();
+            state.writing = batch.len();
             state.closed
         };
         if batch.is_empty() {
@@ -179,16 +247,32 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
             outbox.wake.notified().await;
             continue;
         }
-        write_all(socket, &batch).await?;
+        write_all(socket, &batch, outbox.stall_timeout).await?;
         outbox.activity.wrote();
+        outbox.lock().writing = 0;
+        outbox.drained.notify_waiters();
         batch.clear();
     }
 }
 
 /// `write_all` through `&OwnedWriteHalf`, so the socket can be shared with direct writers.
-async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+/// Fails with `TimedOut` when the socket accepts nothing for `stall_timeout`: a peer that
+/// stopped reading must not hold the connection's memory forever.
+async fn write_all(
+    socket: &OwnedWriteHalf,
+    mut bytes: &[u8],
+    stall_timeout: Duration,
+) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        socket.writable().await?;
+        match tokio::time::timeout(stall_timeout, socket.writable()).await {
+            Ok(ready) => ready?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("peer read nothing for {stall_timeout:?}"),
+                ));
+            }
+        }
         match socket.try_write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(written) => bytes = &bytes[written..],

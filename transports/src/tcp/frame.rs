@@ -8,9 +8,30 @@
 //! All integers are big endian.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rpc_core::Codec;
 use tokio_util::codec::Decoder;
 
 use crate::Error;
+
+/// The serialization id of `codec`, carried in the low 5 bits of the flags byte.
+///
+/// JSON keeps Dubbo's id for its JSON serializer (6); bincode, which Dubbo does not have,
+/// takes an id Dubbo leaves unused (24).
+pub fn serialization_id(codec: Codec) -> u8 {
+    match codec {
+        Codec::Json => 6,
+        _ => 24,
+    }
+}
+
+/// The codec a serialization id names.
+pub fn codec_for_id(id: u8) -> Result<Codec, Error> {
+    match id {
+        24 => Ok(Codec::Bincode),
+        6 => Ok(Codec::Json),
+        other => Err(Error::UnknownCodec(other)),
+    }
+}
 
 /// The two magic bytes that open every frame.
 pub const MAGIC: u16 = 0xdabb;
@@ -183,6 +204,16 @@ impl Decoder for FrameDecoder {
         let body = src.split_to(header.body_len as usize).freeze();
         Ok(Some(Frame { header, body }))
     }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            // Say what happened: the peer left mid-frame (tokio-util's default error would
+            // read like corrupt input).
+            None => Err(Error::Truncated(src.len())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +259,33 @@ mod tests {
         assert!(!starts_with_whole_frame(&wire[..wire.len() - 1]));
         assert!(!starts_with_whole_frame(&wire[..HEADER_LEN - 1]));
         assert!(!starts_with_whole_frame(&[]));
+    }
+
+    #[test]
+    fn serialization_ids_round_trip() {
+        for codec in Codec::ALL {
+            assert_eq!(codec_for_id(serialization_id(codec)).ok(), Some(codec));
+            assert!(
+                serialization_id(codec) <= SERIALIZATION_MASK,
+                "the id must fit 5 bits"
+            );
+        }
+        assert!(matches!(codec_for_id(2), Err(Error::UnknownCodec(2))));
+    }
+
+    #[test]
+    fn a_peer_leaving_mid_frame_is_a_truncation() {
+        let mut wire = BytesMut::new();
+        Frame::new(FLAG_REQUEST, 0, 1, Bytes::from_static(b"abc")).encode(&mut wire);
+        wire.truncate(10);
+        assert!(matches!(
+            FrameDecoder::default().decode_eof(&mut wire),
+            Err(Error::Truncated(10))
+        ));
+        assert!(matches!(
+            FrameDecoder::default().decode_eof(&mut BytesMut::new()),
+            Ok(None)
+        ));
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! attachment `timeout`: the milliseconds left when the frame was written, since the two
 //! machines' clocks need not agree.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use rpc_core::{Attachments, Error, Request, Result};
+
+use super::frame::{HEADER_LEN, Header};
 
 /// Attachment key carrying the milliseconds left before the caller's deadline (as Dubbo).
 pub const TIMEOUT_KEY: &str = "timeout";
@@ -20,80 +23,78 @@ pub const TIMEOUT_KEY: &str = "timeout";
 /// entries; the cap keeps a hostile head from costing more than a bounded amount of work.
 pub const MAX_ATTACHMENTS: usize = 256;
 
-/// A number's decimal digits, formatted on the stack (the timeout is written per call).
-pub(crate) struct Decimal {
-    digits: [u8; 20],
-    start: usize,
+/// Appends a whole request frame to `out`: header, head (with the time left as the
+/// `timeout` attachment) and arguments. The head is written first and the length patched
+/// in afterwards, so there is no separate size computation to keep in step. On error `out`
+/// is left as it was.
+pub(crate) fn encode_request(
+    req: &Request,
+    header: Header,
+    timeout_ms: u64,
+    max_frame_len: u32,
+    out: &mut BytesMut,
+) -> Result<()> {
+    let start = out.len();
+    let written = write_request(req, header, timeout_ms, max_frame_len, out);
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
 }
 
-impl Decimal {
-    pub(crate) fn new(mut n: u64) -> Decimal {
-        let mut digits = [0u8; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        Decimal { digits, start }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        // Only ASCII digits were written.
-        std::str::from_utf8(&self.digits[self.start..]).unwrap_or("0")
-    }
-}
-
-/// Length of the head `encode_head` would write.
-pub(crate) fn head_len(req: &Request, timeout_ms: &str) -> Result<usize> {
-    if req.attachments.len() + 1 > MAX_ATTACHMENTS {
+fn write_request(
+    req: &Request,
+    header: Header,
+    timeout_ms: u64,
+    max_frame_len: u32,
+    out: &mut BytesMut,
+) -> Result<()> {
+    let count = req.attachments.len() + 1;
+    if count > MAX_ATTACHMENTS {
         return Err(Error::Protocol(format!(
-            "{} attachments exceed the limit of {MAX_ATTACHMENTS}",
-            req.attachments.len() + 1
+            "{count} attachments exceed the limit of {MAX_ATTACHMENTS}"
         )));
     }
-    let mut len = 0;
-    for s in [&*req.service, &*req.version, &*req.method] {
-        len += string_len(s)?;
-    }
-    len += 2 + string_len(TIMEOUT_KEY)? + string_len(timeout_ms)?;
+    let start = out.len();
+    header.encode(out);
+    let body_start = out.len();
+    put_str(out, &req.service)?;
+    put_str(out, &req.version)?;
+    put_str(out, req.method.name)?;
+    out.put_u16(count as u16);
+    put_str(out, TIMEOUT_KEY)?;
+    let len_at = out.len();
+    out.put_u16(0);
+    // Formatting into a BytesMut cannot fail.
+    let _ = write!(out, "{timeout_ms}");
+    let digits = (out.len() - len_at - 2) as u16;
+    out[len_at..len_at + 2].copy_from_slice(&digits.to_be_bytes());
     for (k, v) in req.attachments.iter() {
-        len += string_len(k)? + string_len(v)?;
+        put_str(out, k)?;
+        put_str(out, v)?;
     }
-    Ok(len)
+    out.extend_from_slice(&req.body);
+    let body_len = out.len() - body_start;
+    if body_len > max_frame_len as usize {
+        return Err(Error::MessageTooLarge {
+            size: body_len as u64,
+            limit: max_frame_len.into(),
+        });
+    }
+    out[start + 12..start + HEADER_LEN].copy_from_slice(&(body_len as u32).to_be_bytes());
+    Ok(())
 }
 
-fn string_len(s: &str) -> Result<usize> {
-    if s.len() > u16::MAX as usize {
-        return Err(Error::Protocol(format!(
+fn put_str(out: &mut BytesMut, s: &str) -> Result<()> {
+    let len = u16::try_from(s.len()).map_err(|_| {
+        Error::Protocol(format!(
             "string of {} bytes in request head exceeds 65535",
             s.len()
-        )));
-    }
-    Ok(2 + s.len())
-}
-
-/// Writes the head; call [`head_len`] first (it validates every length).
-pub(crate) fn encode_head(req: &Request, timeout_ms: &str, out: &mut BytesMut) {
-    put_str(out, &req.service);
-    put_str(out, &req.version);
-    put_str(out, &req.method);
-    let count = req.attachments.len() + 1;
-    out.put_u16(count as u16);
-    put_str(out, TIMEOUT_KEY);
-    put_str(out, timeout_ms);
-    for (k, v) in req.attachments.iter() {
-        put_str(out, k);
-        put_str(out, v);
-    }
-}
-
-fn put_str(out: &mut BytesMut, s: &str) {
-    out.put_u16(s.len() as u16);
+        ))
+    })?;
+    out.put_u16(len);
     out.put_slice(s.as_bytes());
+    Ok(())
 }
 
 /// A decoded head, borrowing from the frame body.
@@ -182,49 +183,76 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::frame::{FLAG_REQUEST, FLAG_TWO_WAY, FrameDecoder};
     use proptest::prelude::*;
-    use rpc_core::Codec;
+    use rpc_core::{Codec, MethodDescriptor};
     use std::time::Instant;
+    use tokio_util::codec::Decoder;
 
-    fn request(service: &str, method: &str, attachments: Attachments) -> Request {
+    fn request(
+        service: &str,
+        method: &'static MethodDescriptor,
+        attachments: Attachments,
+    ) -> Request {
         Request {
             service: service.into(),
             version: "1.0".into(),
-            method: method.to_owned().into(),
+            method,
+            hash_key: None,
             attachments,
             codec: Codec::Json,
             oneway: false,
             timeout: Duration::from_millis(250),
             deadline: Instant::now(),
-            body: Default::default(),
+            body: bytes::Bytes::from_static(b"ARGS"),
+            attempt: 0,
+            provider: None,
         }
     }
 
-    #[test]
-    fn decimals_match_to_string() {
-        for n in [0, 1, 9, 10, 999, 1000, 123_456_789, u64::MAX] {
-            assert_eq!(Decimal::new(n).as_str(), n.to_string());
+    fn header() -> Header {
+        Header {
+            flags: FLAG_REQUEST | FLAG_TWO_WAY,
+            status: 0,
+            request_id: 9,
+            body_len: 0,
         }
+    }
+
+    static METHOD: MethodDescriptor = MethodDescriptor::new("greet");
+
+    #[test]
+    fn a_failed_encoding_leaves_the_buffer_as_it_was() {
+        let mut out = BytesMut::from(&b"queued"[..]);
+        let req = request(&"s".repeat(70_000), &METHOD, Attachments::new());
+        assert!(encode_request(&req, header(), 5, u32::MAX, &mut out).is_err());
+        let req = request("s", &METHOD, Attachments::new());
+        let too_small = encode_request(&req, header(), 5, 8, &mut out);
+        assert!(matches!(
+            too_small,
+            Err(Error::MessageTooLarge { limit: 8, .. })
+        ));
+        assert_eq!(&out[..], b"queued");
     }
 
     proptest! {
         #[test]
-        fn heads_round_trip(service in ".{0,40}", method in "[a-z_]{1,20}", pairs in proptest::collection::vec(("[a-z-]{1,10}", ".{0,20}"), 0..5), ms in any::<u32>()) {
+        fn heads_round_trip(service in ".{0,40}", pairs in proptest::collection::vec(("[a-z-]{1,10}", ".{0,20}"), 0..5), ms in any::<u64>()) {
             let attachments: Attachments = pairs.into_iter().filter(|(k, _)| k != TIMEOUT_KEY).collect();
-            let req = request(&service, &method, attachments.clone());
-            let ms = ms.to_string();
-            let len = head_len(&req, &ms).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let req = request(&service, &METHOD, attachments.clone());
             let mut out = BytesMut::new();
-            encode_head(&req, &ms, &mut out);
-            prop_assert_eq!(out.len(), len);
-            out.extend_from_slice(b"ARGS");
-            let head = decode_head(&out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            encode_request(&req, header(), ms, u32::MAX, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let frame = FrameDecoder::new(u32::MAX).decode(&mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let frame = frame.ok_or_else(|| TestCaseError::fail("no whole frame"))?;
+            prop_assert!(out.is_empty());
+            prop_assert_eq!(frame.header.request_id, 9);
+            let head = decode_head(&frame.body).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(head.service, service.as_str());
             prop_assert_eq!(head.version, "1.0");
-            prop_assert_eq!(head.method, method.as_str());
+            prop_assert_eq!(head.method, "greet");
             prop_assert_eq!(head.attachments, attachments);
-            prop_assert_eq!(head.timeout, Some(Duration::from_millis(ms.parse().unwrap_or_default())));
-            prop_assert_eq!(&out[head.args_offset..], b"ARGS");
+            prop_assert_eq!(head.timeout, Some(Duration::from_millis(ms)));
+            prop_assert_eq!(&frame.body[head.args_offset..], b"ARGS");
         }
 
         #[test]

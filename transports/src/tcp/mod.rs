@@ -5,7 +5,11 @@ mod client;
 mod conn;
 pub mod frame;
 pub mod head;
+mod log;
 mod server;
+pub mod status;
+
+pub use status::Status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +36,22 @@ pub struct TcpConfig {
     pub reconnect_backoff: Duration,
     /// Cap of the reconnection backoff (default 5 s).
     pub reconnect_backoff_max: Duration,
-    /// Connections a server accepts at once; more are closed on accept (default 10 000).
+    /// Connections a server keeps open at once (default 10 000). At the cap, a new
+    /// connection takes the place of the oldest one that never sent a request; when every
+    /// open connection has, the new one is closed.
     pub max_connections: usize,
-    /// Bytes queued for one connection before new calls are rejected (default 64 MiB).
+    /// Bytes queued for one connection before a client refuses new calls on it and a
+    /// server stops reading new requests from it (default 64 MiB).
     pub max_write_buffer: usize,
+    /// How long a write may make no progress before the connection is closed: the peer
+    /// stopped reading (default 30 s).
+    pub write_stall_timeout: Duration,
+    /// How long a server waits for a new connection's first frame before closing it
+    /// (default 5 s), so silent connections cannot hold slots.
+    pub handshake_timeout: Duration,
+    /// The listen backlog of a server socket (default 4096; the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub backlog: u32,
 }
 
 impl Default for TcpConfig {
@@ -49,6 +65,9 @@ impl Default for TcpConfig {
             reconnect_backoff_max: Duration::from_secs(5),
             max_connections: 10_000,
             max_write_buffer: 64 * 1024 * 1024,
+            write_stall_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
+            backlog: 4096,
         }
     }
 }
@@ -74,17 +93,51 @@ impl TcpConfig {
         self
     }
 
-    /// Sets how many connections a server accepts at once.
+    /// Sets how many connections a server keeps open at once.
     pub fn max_connections(mut self, max: usize) -> TcpConfig {
         self.max_connections = max;
         self
     }
+
+    /// Sets the bytes queued per connection before backpressure.
+    pub fn max_write_buffer(mut self, bytes: usize) -> TcpConfig {
+        self.max_write_buffer = bytes;
+        self
+    }
+
+    /// Sets how long a write may make no progress before the connection is closed.
+    pub fn write_stall_timeout(mut self, timeout: Duration) -> TcpConfig {
+        self.write_stall_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a new connection may stay silent before its first frame.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> TcpConfig {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the listen backlog of server sockets.
+    pub fn backlog(mut self, backlog: u32) -> TcpConfig {
+        self.backlog = backlog;
+        self
+    }
 }
 
-/// The TCP transport. Cheap to clone; one value serves both clients and servers.
-#[derive(Debug, Clone, Default)]
+/// The TCP transport. Cheap to clone; clones share settings and connections: every
+/// channel to one address, from any client built with this transport, uses one connection.
+#[derive(Clone, Default)]
 pub struct TcpTransport {
     config: Arc<TcpConfig>,
+    endpoints: Arc<client::Endpoints>,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TcpTransport {
@@ -92,6 +145,7 @@ impl TcpTransport {
     pub fn new(config: TcpConfig) -> TcpTransport {
         TcpTransport {
             config: Arc::new(config),
+            endpoints: Arc::default(),
         }
     }
 
@@ -102,15 +156,10 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    fn scheme(&self) -> &'static str {
-        "tcp"
-    }
-
     fn connect(&self, address: &str) -> Result<Channel> {
-        Ok(BoxCloneSyncService::new(client::TcpChannel::new(
-            address,
-            self.config.clone(),
-        )))
+        Ok(BoxCloneSyncService::new(
+            self.endpoints.channel(address, &self.config),
+        ))
     }
 
     fn bind(

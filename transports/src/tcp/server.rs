@@ -1,42 +1,50 @@
-//! The provider end: accept connections, read frames, run calls, write answers.
+//! The provider end: accept connections, read frames, hand calls to core's admission path,
+//! write answers.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use rpc_core::server::{Dispatcher, ProviderService};
+use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
 use rpc_core::transport::Listener;
-use rpc_core::{Codec, Context, Error, Response, Result, ServerRequest, Status};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::AbortHandle;
+use rpc_core::{Context, Error, Response, Result};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::{Service, ServiceExt};
 
 use super::TcpConfig;
 use super::conn::{Activity, Outbox, keepalive, write_loop};
-use super::frame::{FLAG_EVENT, Frame, FrameDecoder, Header, starts_with_whole_frame};
+use super::frame::{
+    FLAG_EVENT, Frame, FrameDecoder, Header, codec_for_id, serialization_id,
+    starts_with_whole_frame,
+};
 use super::head::decode_head;
+use super::log::RateLimited;
+use super::status::Status;
+
+/// Heartbeats a server starts carry ids from 2^63 up. The server tracks none of them (an
+/// answer only counts as traffic), so any id would do; ids far from the client's own,
+/// which count up from 1, keep the two directions apart in a packet capture.
+const SERVER_HEARTBEAT_IDS: u64 = 1 << 63;
+
+static UNREADABLE_FRAMES: RateLimited = RateLimited::new();
+static REFUSED_CONNECTIONS: RateLimited = RateLimited::new();
 
 struct Shared {
     config: Arc<TcpConfig>,
     dispatcher: Dispatcher,
-    /// Cancelled when shutdown begins: stop accepting, refuse new calls.
-    draining: CancellationToken,
-    /// Cancelled when shutdown ends: close every connection.
+    /// Cancelled to stop the accept loop.
+    stop_accepting: CancellationToken,
+    /// Cancelled to close every connection.
     closing: CancellationToken,
-    /// Calls being served, so shutdown can wait for them.
-    calls: TaskTracker,
     /// The accept loop and connection tasks.
     connections: TaskTracker,
-    connection_slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 }
 
 /// A bound TCP server.
@@ -50,19 +58,18 @@ pub(crate) async fn bind(
     dispatcher: Dispatcher,
     config: Arc<TcpConfig>,
 ) -> Result<Box<dyn Listener>> {
-    let listener = TcpListener::bind(&address)
+    let listener = listen(&address, config.backlog)
         .await
         .map_err(|e| Error::io(format!("bind {address} failed"), e))?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::io("local address of listener", e))?;
     let shared = Arc::new(Shared {
-        connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+        slots: Arc::new(Slots::new(config.max_connections)),
         config,
         dispatcher,
-        draining: CancellationToken::new(),
+        stop_accepting: CancellationToken::new(),
         closing: CancellationToken::new(),
-        calls: TaskTracker::new(),
         connections: TaskTracker::new(),
     });
     shared
@@ -71,34 +78,47 @@ pub(crate) async fn bind(
     Ok(Box::new(TcpServer { local_addr, shared }))
 }
 
+/// A listening socket with our backlog (tokio's `TcpListener::bind` fixes it at 1024, and
+/// bursts of connects beyond it wait a second each in the kernel).
+async fn listen(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "address resolved to nothing",
+        )
+    }))
+}
+
 impl Listener for TcpServer {
     fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
-    fn close(&self) {
-        self.shared.draining.cancel();
-        self.shared.closing.cancel();
+    fn stop_accepting(&self) {
+        self.shared.stop_accepting.cancel();
     }
 
-    fn shutdown(&self, grace: Duration) -> BoxFuture<'static, ()> {
+    fn close(&self) -> BoxFuture<'static, ()> {
         let shared = self.shared.clone();
+        shared.stop_accepting.cancel();
+        shared.closing.cancel();
+        shared.connections.close();
         Box::pin(async move {
-            shared.draining.cancel();
-            shared.calls.close();
-            if tokio::time::timeout(grace, shared.calls.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    in_flight = shared.calls.len(),
-                    ?grace,
-                    "shutdown timeout reached, aborting remaining calls"
-                );
-            }
-            shared.closing.cancel();
-            shared.connections.close();
-            // Connections only flush what is already queued; this does not wait on peers.
+            // Connections only flush what is already queued; this does not wait on peers
+            // beyond the writers' stall timeout.
             let _ = tokio::time::timeout(Duration::from_secs(5), shared.connections.wait()).await;
         })
     }
@@ -107,13 +127,16 @@ impl Listener for TcpServer {
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let accepted = tokio::select! {
-            _ = shared.draining.cancelled() => return,
+            _ = shared.stop_accepting.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, limit = shared.config.max_connections, "connection limit reached, refusing");
+                let Some(slot) = shared.slots.admit() else {
+                    REFUSED_CONNECTIONS.warn(|held_back| {
+                        tracing::warn!(%peer, limit = shared.config.max_connections, held_back,
+                            "connection limit reached and every connection is in use, refusing");
+                    });
                     continue;
                 };
                 shared
@@ -129,27 +152,108 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// One accepted connection and the calls running on it.
-struct Connection {
-    peer: SocketAddr,
-    outbox: Arc<Outbox>,
-    /// Spawned two-way calls by request id, with the codec id to answer them in.
-    running: Mutex<HashMap<u64, (AbortHandle, u8)>>,
-    max_frame_len: u32,
+/// The connection slots of a server. At the cap, a new connection evicts the oldest one
+/// that never sent a request: a flood of silent connections then only ever competes with
+/// itself, while connections that do speak keep their place.
+struct Slots {
+    max: usize,
+    state: Mutex<SlotState>,
 }
 
-impl Connection {
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (AbortHandle, u8)>> {
-        self.running
+struct SlotState {
+    open: usize,
+    /// Connections that have not sent a request yet, oldest first (some may have since).
+    unproven: VecDeque<Weak<Slot>>,
+}
+
+/// One connection's place.
+#[derive(Default)]
+struct Slot {
+    /// The connection sent a request (a call or a heartbeat).
+    proven: AtomicBool,
+    /// The slot was given back (by eviction or by the connection ending).
+    released: AtomicBool,
+    /// Cancelled to make the connection close.
+    evict: CancellationToken,
+}
+
+/// Holds a slot while its connection is served.
+struct SlotGuard {
+    slots: Arc<Slots>,
+    slot: Arc<Slot>,
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            max,
+            state: Mutex::new(SlotState {
+                open: 0,
+                unproven: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn respond(&self, request_id: u64, codec_id: u8, status: Status, body: &[u8]) {
+    /// A slot for a new connection, evicting a silent one at the cap; `None` when every
+    /// open connection has spoken.
+    fn admit(self: &Arc<Self>) -> Option<SlotGuard> {
+        let mut state = self.lock();
+        while state.open >= self.max {
+            let victim = state.unproven.pop_front()?;
+            if let Some(victim) = victim.upgrade()
+                && !victim.proven.load(Ordering::Relaxed)
+                && !victim.released.swap(true, Ordering::Relaxed)
+            {
+                state.open -= 1;
+                victim.evict.cancel();
+            }
+        }
+        state.open += 1;
+        let slot = Arc::new(Slot::default());
+        state.unproven.push_back(Arc::downgrade(&slot));
+        // Connections that spoke or closed leave stale entries; sweep them now and then.
+        if state.unproven.len() > 2 * self.max.max(64) {
+            state.unproven.retain(|slot| {
+                slot.upgrade()
+                    .is_some_and(|s| !s.proven.load(Ordering::Relaxed))
+            });
+        }
+        Some(SlotGuard {
+            slots: self.clone(),
+            slot,
+        })
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if !self.slot.released.swap(true, Ordering::Relaxed) {
+            self.slots.lock().open -= 1;
+        }
+    }
+}
+
+/// One accepted connection, as the answers to its calls see it.
+struct ServerConnection {
+    peer: SocketAddr,
+    outbox: Arc<Outbox>,
+    max_frame_len: u32,
+}
+
+impl ServerConnection {
+    /// Appends an answer frame. `flags` carries the serialization id (calls) or the event
+    /// bit (heartbeat answers). An answer is never refused while the connection is open.
+    fn respond(&self, request_id: u64, flags: u8, status: Status, body: &[u8]) {
         let _ = self.outbox.push(|buf| {
             Header {
-                flags: codec_id,
-                status: status.code(),
+                flags,
+                status: status.byte(),
                 request_id,
                 body_len: body.len() as u32,
             }
@@ -158,43 +262,51 @@ impl Connection {
         });
     }
 
-    /// Takes call `id` off the running table (it finished or is being cancelled).
-    fn take_running(&self, id: u64) -> Option<AbortHandle> {
-        let mut running = self.running();
-        let call = running.remove(&id).map(|(call, _)| call);
-        self.outbox.set_in_flight(running.len());
-        call
-    }
-
-    /// Sends the outcome of call `request_id`.
-    fn answer(&self, request_id: u64, codec_id: u8, result: Result<Response>) {
-        match result {
-            Ok(response) if response.body.len() > self.max_frame_len as usize => {
-                let error = Error::Remote {
-                    status: Status::BadResponse,
-                    message: format!(
-                        "response length {} exceeds limit {}",
-                        response.body.len(),
-                        self.max_frame_len
-                    ),
-                };
-                self.respond_error(request_id, codec_id, &error);
-            }
-            Ok(response) => {
-                self.respond(request_id, response.codec.id(), Status::Ok, &response.body)
-            }
-            Err(error) => self.respond_error(request_id, codec_id, &error),
-        }
-    }
-
-    fn respond_error(&self, request_id: u64, codec_id: u8, error: &Error) {
+    fn respond_error(&self, request_id: u64, serialization: u8, error: &Error) {
         let message = error.remote_message();
         self.respond(
             request_id,
-            codec_id,
-            Status::for_error(error),
+            serialization,
+            Status::for_code(error.code()),
             message.as_bytes(),
         );
+    }
+}
+
+/// How core's admission path answers a two-way call on this connection.
+struct TcpReply {
+    connection: Arc<ServerConnection>,
+    request_id: u64,
+    /// The request's serialization id, used for error answers.
+    serialization: u8,
+}
+
+impl Reply for TcpReply {
+    fn send(self, result: Result<Response>) {
+        let connection = &self.connection;
+        match result {
+            Ok(response) if response.body.len() > connection.max_frame_len as usize => {
+                let error = Error::Remote {
+                    code: rpc_core::Code::BadResponse,
+                    message: format!(
+                        "response length {} exceeds limit {}",
+                        response.body.len(),
+                        connection.max_frame_len
+                    ),
+                };
+                connection.respond_error(self.request_id, self.serialization, &error);
+            }
+            Ok(response) => connection.respond(
+                self.request_id,
+                serialization_id(response.codec),
+                Status::Ok,
+                &response.body,
+            ),
+            Err(error) => {
+                tracing::debug!(peer = %connection.peer, id = self.request_id, %error, "call failed");
+                connection.respond_error(self.request_id, self.serialization, &error)
+            }
+        }
     }
 }
 
@@ -202,41 +314,71 @@ async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    slot: SlotGuard,
 ) {
     let _ = stream.set_nodelay(true);
     let config = shared.config.clone();
     let (read, write) = stream.into_split();
     let activity = Arc::new(Activity::new());
-    let connection = Arc::new(Connection {
+    let mut session: Session<TcpReply> = shared.dispatcher.session();
+    let connection = Arc::new(ServerConnection {
         peer,
         outbox: Arc::new(Outbox::new(
             config.max_write_buffer,
+            config.write_stall_timeout,
             write,
             activity.clone(),
+            Box::new(session.in_flight_probe()),
         )),
-        running: Mutex::new(HashMap::new()),
         max_frame_len: config.max_frame_len,
     });
     let writer = tokio::spawn(write_loop(connection.outbox.clone()));
-    let mut service = shared.dispatcher.service();
     let mut frames =
         FramedRead::with_capacity(read, FrameDecoder::new(config.max_frame_len), 8 * 1024);
-    let heartbeat_ids = std::sync::atomic::AtomicU64::new(1 << 63);
+    let heartbeat_ids = AtomicU64::new(SERVER_HEARTBEAT_IDS);
     let idle = keepalive(
         &connection.outbox,
         &activity,
         config.heartbeat_interval,
         config.idle_timeout,
-        || heartbeat_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        || heartbeat_ids.fetch_add(1, Ordering::Relaxed),
     );
     tokio::pin!(idle);
+    let handshake = tokio::time::sleep(config.handshake_timeout);
+    tokio::pin!(handshake);
+    let mut spoke = false;
     let mut holding = false;
     loop {
+        // Backpressure: while the peer has not taken the answers already owed, read no new
+        // requests. TCP then pushes back on the caller, and memory stays bounded.
+        if connection.outbox.queued() >= config.max_write_buffer {
+            if holding {
+                connection.outbox.release();
+                holding = false;
+            }
+            tracing::debug!(%peer, "outbox full, pausing reads");
+            tokio::select! {
+                _ = shared.closing.cancelled() => break,
+                _ = slot.slot.evict.cancelled() => break,
+                _ = connection.outbox.wait_below_limit() => continue,
+            }
+        }
         let frame = tokio::select! {
             _ = shared.closing.cancelled() => break,
+            _ = slot.slot.evict.cancelled() => {
+                tracing::debug!(%peer, "silent connection evicted to make room");
+                break;
+            }
+            _ = &mut handshake, if !spoke => {
+                tracing::debug!(%peer, window = ?config.handshake_timeout, "no frame within the handshake window, closing");
+                break;
+            }
             _ = &mut idle => {
                 tracing::debug!(%peer, "connection idle, closing");
+                break;
+            }
+            _ = connection.outbox.closed() => {
+                tracing::debug!(%peer, "peer stopped reading, closing");
                 break;
             }
             frame = frames.next() => frame,
@@ -244,6 +386,7 @@ async fn serve_connection(
         match frame {
             None => break,
             Some(Ok(frame)) => {
+                spoke = true;
                 // More frames already read: answer them all before waking the writer, so
                 // one read's worth of requests goes back in one write.
                 let more = starts_with_whole_frame(frames.read_buffer());
@@ -255,14 +398,20 @@ async fn serve_connection(
                     connection.outbox.hold();
                     holding = true;
                 }
-                on_frame(&shared, &connection, &mut service, frame).await;
+                on_frame(&mut session, &connection, &slot.slot, frame);
                 if !more && holding {
                     connection.outbox.release();
                     holding = false;
                 }
             }
+            Some(Err(error)) if error.is_disconnect() => {
+                tracing::debug!(%peer, %error, "peer went away");
+                break;
+            }
             Some(Err(error)) => {
-                tracing::warn!(%peer, %error, "unreadable frame, closing connection");
+                UNREADABLE_FRAMES.warn(|held_back| {
+                    tracing::warn!(%peer, %error, held_back, "unreadable frame, closing connection");
+                });
                 if let crate::Error::FrameTooLarge {
                     request_id,
                     two_way_request: true,
@@ -278,19 +427,15 @@ async fn serve_connection(
     }
     // Whatever still runs is abandoned: if the peer is still there (shutdown past its
     // grace period), it learns why instead of seeing the connection just close.
-    for (id, (call, codec_id)) in connection.running().drain() {
-        call.abort();
-        connection.respond_error(id, codec_id, &Error::Cancelled);
-    }
-    connection.outbox.set_in_flight(0);
+    session.abandon_all();
     connection.outbox.close();
     let _ = writer.await;
 }
 
-async fn on_frame(
-    shared: &Shared,
-    connection: &Arc<Connection>,
-    service: &mut ProviderService,
+fn on_frame(
+    session: &mut Session<TcpReply>,
+    connection: &Arc<ServerConnection>,
+    slot: &Slot,
     frame: Frame,
 ) {
     let header = frame.header;
@@ -299,84 +444,42 @@ async fn on_frame(
         // Heartbeat answers; their arrival already counted as activity.
         return;
     }
+    slot.proven.store(true, Ordering::Relaxed);
     if header.is_event() {
         if header.is_two_way() {
             connection.respond(id, FLAG_EVENT, Status::Ok, &[]);
-        } else if let Some(call) = connection.take_running(id) {
+        } else if session.cancel(id) {
             tracing::debug!(peer = %connection.peer, id, "call cancelled by caller");
-            call.abort();
         }
         return;
     }
-    let two_way = header.is_two_way();
-    let codec_id = header.serialization_id();
-    // Ids identify calls for cancellation; a second call under a live id would make the
-    // first one impossible to cancel, so it is refused instead.
-    if two_way && connection.running().contains_key(&id) {
-        let error = Error::Protocol(format!("request id {id} is already in flight"));
-        connection.respond_error(id, codec_id, &error);
-        return;
-    }
-    let request = match decode_request(shared, connection.peer, &frame) {
-        Ok(request) => request,
+    let serialization = header.serialization_id();
+    let reply = header.is_two_way().then(|| TcpReply {
+        connection: connection.clone(),
+        request_id: id,
+        serialization,
+    });
+    let decoded = codec_for_id(serialization)
+        .map_err(Error::from)
+        .and_then(|codec| Ok((codec, decode_head(&frame.body)?)));
+    let (codec, head) = match decoded {
+        Ok(decoded) => decoded,
         Err(error) => {
             tracing::debug!(peer = %connection.peer, %error, "refusing request");
-            if two_way {
-                connection.respond_error(id, codec_id, &error);
+            if let Some(reply) = reply {
+                reply.send(Err(error));
             }
             return;
         }
     };
-    if service.ready().await.is_err() {
-        return;
-    }
-    let mut call = service.call(request);
-    // Poll once right here: a handler that does not wait on anything (most do not) is
-    // answered without a task spawn or a cross-thread wake-up. Should it wait, it moves
-    // to its own task and the stale waker registration costs at most a spurious wake.
-    if let Poll::Ready(result) =
-        std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await
-    {
-        if two_way {
-            connection.answer(id, codec_id, result);
-        }
-        return;
-    }
-    if !two_way {
-        shared.calls.spawn(async move {
-            let _ = call.await;
-        });
-        return;
-    }
-    let done = connection.clone();
-    // Holding the lock across spawn keeps a fast call from finishing (and removing its
-    // entry) before the entry exists.
-    let mut running = connection.running();
-    let task = shared.calls.spawn(async move {
-        let result = call.await;
-        done.take_running(id);
-        done.answer(id, codec_id, result);
-    });
-    running.insert(id, (task.abort_handle(), codec_id));
-    connection.outbox.set_in_flight(running.len());
-}
-
-fn decode_request(shared: &Shared, peer: SocketAddr, frame: &Frame) -> Result<ServerRequest> {
-    let codec = Codec::from_id(frame.header.serialization_id())?;
-    shared.dispatcher.check_codec(codec)?;
-    let head = decode_head(&frame.body)?;
-    if shared.draining.is_cancelled() {
-        return Err(Error::Rejected("server is shutting down".into()));
-    }
-    let method = shared
-        .dispatcher
-        .resolve(head.service, head.version, head.method)?;
     let deadline = head.timeout.map(|timeout| Instant::now() + timeout);
-    let body: Bytes = frame.body.slice(head.args_offset..);
-    Ok(ServerRequest {
-        method,
-        context: Context::new(head.attachments, deadline, Some(peer)),
+    let call = IncomingCall {
+        service: head.service,
+        version: head.version,
+        method: head.method,
         codec,
-        body,
-    })
+        context: Context::new(head.attachments, deadline, Some(connection.peer)),
+        body: frame.body.slice(head.args_offset..),
+    };
+    session.dispatch(id, call, reply);
 }

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton, Status};
+use rpc_core::{Codec, Context, MethodDescriptor, Server, ServiceDescriptor, Skeleton};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
+use transports::tcp::Status;
+use transports::tcp::frame::serialization_id;
 use transports::tcp::frame::{FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header};
 use transports::{TcpConfig, TcpTransport};
 
@@ -184,7 +186,7 @@ pub(crate) fn call_bytes(request_id: u64, codec_id: u8, head: &[u8], args: &[u8]
 pub(crate) fn echo_call(request_id: u64, codec: Codec, payload: &[u8]) -> Vec<u8> {
     call_bytes(
         request_id,
-        codec.id(),
+        serialization_id(codec),
         &head("Echo", "", "echo", &[("timeout", "5000")]),
         &echo_args(codec, payload),
     )
@@ -195,7 +197,7 @@ pub(crate) fn echo_call(request_id: u64, codec: Codec, payload: &[u8]) -> Vec<u8
 pub(crate) fn assert_echoed(frame: &Frame, request_id: u64, codec: Codec, payload: &[u8]) {
     assert_eq!(
         frame.header.status,
-        Status::Ok.code(),
+        Status::Ok.byte(),
         "status of {frame:?}: {}",
         String::from_utf8_lossy(&frame.body)
     );
@@ -208,7 +210,7 @@ pub(crate) fn assert_echoed(frame: &Frame, request_id: u64, codec: Codec, payloa
         "a call response, not an event: {frame:?}"
     );
     assert_eq!(frame.header.request_id, request_id);
-    assert_eq!(frame.header.serialization_id(), codec.id());
+    assert_eq!(frame.header.serialization_id(), serialization_id(codec));
     let echoed: Vec<u8> = codec.decode(&frame.body).expect("response body decodes");
     assert_eq!(echoed, payload);
 }

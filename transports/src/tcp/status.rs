@@ -1,8 +1,10 @@
-//! Response status codes of the wire protocol and their mapping to [`Error`].
+//! The status byte of a response frame and its mapping to core's [`Code`].
 //!
-//! The numbers are Dubbo's own, so a capture of our traffic reads like Dubbo's.
+//! The numbers are Dubbo's own, so a capture of our traffic reads like Dubbo's. Core never
+//! sees them: a provider's error becomes a [`Code`], written here as a byte, and a byte read
+//! here becomes a [`Code`] again on the caller.
 
-use crate::Error;
+use rpc_core::Code;
 
 /// The status byte of a response frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,7 +38,7 @@ pub enum Status {
 
 impl Status {
     /// The wire byte.
-    pub fn code(self) -> u8 {
+    pub fn byte(self) -> u8 {
         match self {
             Status::Ok => 20,
             Status::SerializationError => 25,
@@ -54,7 +56,7 @@ impl Status {
     }
 
     /// Reads a wire byte; unknown values are kept as [`Status::Other`].
-    pub fn from_code(code: u8) -> Status {
+    pub fn from_byte(code: u8) -> Status {
         match code {
             20 => Status::Ok,
             25 => Status::SerializationError,
@@ -71,20 +73,36 @@ impl Status {
         }
     }
 
-    /// The status a provider answers with when serving a call failed with `error`.
-    pub fn for_error(error: &Error) -> Status {
-        match error {
-            Error::Codec { .. } => Status::SerializationError,
-            Error::UnknownCodec(_) | Error::Protocol(_) | Error::FrameTooLarge { .. } => {
-                Status::BadRequest
-            }
-            Error::Timeout(_) => Status::ServerTimeout,
-            Error::ServiceNotFound { .. } | Error::MethodNotFound { .. } => Status::ServiceNotFound,
-            Error::Remote { status, .. } => *status,
-            Error::Rejected(_) => Status::ServerOverloaded,
-            Error::Handler(_) => Status::ServiceError,
+    /// The status a provider writes for an error with `code`.
+    pub fn for_code(code: Code) -> Status {
+        match code {
+            Code::Codec => Status::SerializationError,
+            Code::Timeout => Status::ServerTimeout,
+            Code::BadRequest => Status::BadRequest,
+            Code::BadResponse => Status::BadResponse,
+            Code::NotFound => Status::ServiceNotFound,
+            Code::ServiceError => Status::ServiceError,
+            Code::ClientError => Status::ClientError,
+            Code::Overloaded => Status::ServerOverloaded,
             _ => Status::ServerError,
         }
+    }
+
+    /// What a caller reads from this status (`None` for [`Status::Ok`]).
+    pub fn to_code(self) -> Option<Code> {
+        Some(match self {
+            Status::Ok => return None,
+            Status::SerializationError => Code::Codec,
+            Status::ClientTimeout | Status::ServerTimeout => Code::Timeout,
+            Status::BadRequest => Code::BadRequest,
+            Status::BadResponse => Code::BadResponse,
+            Status::ServiceNotFound => Code::NotFound,
+            Status::ServiceError => Code::ServiceError,
+            Status::ServerError => Code::ServerError,
+            Status::ClientError => Code::ClientError,
+            Status::ServerOverloaded => Code::Overloaded,
+            Status::Other(_) => Code::Unknown,
+        })
     }
 }
 
@@ -104,7 +122,7 @@ impl std::fmt::Display for Status {
             Status::ServerOverloaded => "server overloaded",
             Status::Other(_) => "unknown status",
         };
-        write!(f, "{} ({name})", self.code())
+        write!(f, "{} ({name})", self.byte())
     }
 }
 
@@ -114,8 +132,26 @@ mod tests {
 
     #[test]
     fn every_byte_round_trips() {
-        for code in 0..=u8::MAX {
-            assert_eq!(Status::from_code(code).code(), code);
+        for byte in 0..=u8::MAX {
+            assert_eq!(Status::from_byte(byte).byte(), byte);
         }
+    }
+
+    #[test]
+    fn every_code_survives_the_wire() {
+        for code in [
+            Code::Codec,
+            Code::Timeout,
+            Code::BadRequest,
+            Code::BadResponse,
+            Code::NotFound,
+            Code::ServiceError,
+            Code::ServerError,
+            Code::ClientError,
+            Code::Overloaded,
+        ] {
+            assert_eq!(Status::for_code(code).to_code(), Some(code));
+        }
+        assert_eq!(Status::from_byte(7).to_code(), Some(Code::Unknown));
     }
 }

@@ -1,0 +1,235 @@
+//! The cluster stage: where a call meets the provider list, and where retries live.
+//!
+//! For each call it lists the [`Directory`], walks the load balancer's candidates through a
+//! [`Picker`] and sends attempts to providers ([`Provider::call`]) as its mode says:
+//!
+//! - **failover** (default, as in Dubbo): on a failure that allows it, retry on the next
+//!   candidate, at most `retries` times (default 2). A call that never reached a provider
+//!   (no connection, refused before running, service not there) is always retried; one that
+//!   may have run is retried only when the method is `idempotent`.
+//! - **failfast**: one attempt; its error is the call's.
+//!
+//! Settings come per method from `#[rpc(cluster = "...", retries = N, loadbalance = "...")]`,
+//! else from the client builder. They are resolved once when the client is built, so an
+//! unknown name is a configuration error then, not a surprise on the first call.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use tower::Service;
+
+use super::directory::Directory;
+use super::loadbalance::{self, LoadBalance, Picker};
+use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
+use crate::{Code, Error, Request, Response, Result};
+
+/// Dubbo's default number of retries for failover (3 attempts in all).
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// How a call survives a failing provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClusterMode {
+    /// Retry on another provider (see the module docs for which failures allow it).
+    #[default]
+    Failover,
+    /// One attempt only.
+    Failfast,
+}
+
+impl std::str::FromStr for ClusterMode {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<ClusterMode> {
+        match name {
+            "failover" => Ok(ClusterMode::Failover),
+            "failfast" => Ok(ClusterMode::Failfast),
+            other => Err(Error::Config(format!(
+                "unknown cluster mode {other:?}; this build has \"failover\" and \"failfast\""
+            ))),
+        }
+    }
+}
+
+/// What the cluster does for one method.
+#[derive(Clone)]
+struct Policy {
+    mode: ClusterMode,
+    retries: u32,
+    balancer: Arc<dyn LoadBalance>,
+}
+
+impl Policy {
+    /// The method's own mode and retries over `defaults`; its load balancer too when
+    /// `with_balancer` (a named balancer keeps state across calls, so it is made once).
+    fn for_method(
+        method: &MethodDescriptor,
+        defaults: &Policy,
+        with_balancer: bool,
+    ) -> Result<Policy> {
+        let context = |error: Error| match error {
+            Error::Config(message) => Error::Config(format!("method {}: {message}", method.name)),
+            other => other,
+        };
+        Ok(Policy {
+            mode: match method.cluster {
+                Some(name) => name.parse().map_err(context)?,
+                None => defaults.mode,
+            },
+            retries: method.retries.unwrap_or(defaults.retries),
+            balancer: match method.loadbalance {
+                Some(name) if with_balancer => loadbalance::by_name(name).map_err(context)?,
+                _ => defaults.balancer.clone(),
+            },
+        })
+    }
+
+    fn attempts(&self) -> u32 {
+        match self.mode {
+            ClusterMode::Failover => self.retries.saturating_add(1),
+            ClusterMode::Failfast => 1,
+        }
+    }
+}
+
+/// The cluster stage as a tower service: providers from a [`Directory`], one
+/// [`LoadBalance`] per method, retries per [`ClusterMode`].
+#[derive(Clone)]
+pub struct Cluster {
+    service: Arc<str>,
+    directory: Arc<dyn Directory>,
+    defaults: Policy,
+    methods: Arc<[(&'static MethodDescriptor, Policy)]>,
+}
+
+impl Cluster {
+    /// Calls to `service` over `directory`, balanced by `balancer`, in failover mode with
+    /// [`DEFAULT_RETRIES`].
+    pub fn new(
+        service: Arc<str>,
+        directory: Arc<dyn Directory>,
+        balancer: Arc<dyn LoadBalance>,
+    ) -> Cluster {
+        Cluster {
+            service,
+            directory,
+            defaults: Policy {
+                mode: ClusterMode::default(),
+                retries: DEFAULT_RETRIES,
+                balancer,
+            },
+            methods: Arc::new([]),
+        }
+    }
+
+    /// The mode of methods that do not name one.
+    pub fn mode(mut self, mode: ClusterMode) -> Cluster {
+        self.defaults.mode = mode;
+        self
+    }
+
+    /// The failover retries of methods that do not set `retries`.
+    pub fn retries(mut self, retries: u32) -> Cluster {
+        self.defaults.retries = retries;
+        self
+    }
+
+    /// Resolves the per-method settings of `service` now. Fails with [`Error::Config`]
+    /// naming the method when one names an unknown cluster mode or load balancer.
+    pub fn with_methods(mut self, service: &'static ServiceDescriptor) -> Result<Cluster> {
+        self.methods = service
+            .methods
+            .iter()
+            .map(|method| Ok((method, Policy::for_method(method, &self.defaults, true)?)))
+            .collect::<Result<Vec<_>>>()?
+            .into();
+        Ok(self)
+    }
+
+    /// True when calls of `method` need [`Request::hash_key`].
+    pub fn needs_hash_key(&self, method: &'static MethodDescriptor) -> bool {
+        method.hash_arg.is_some()
+            || self
+                .policy(method)
+                .is_ok_and(|p| p.balancer.needs_hash_key())
+    }
+
+    fn policy(&self, method: &'static MethodDescriptor) -> Result<Policy> {
+        match self.methods.iter().find(|(m, _)| std::ptr::eq(*m, method)) {
+            Some((_, policy)) => Ok(policy.clone()),
+            // A method the client was not built for (an untyped client): its mode and
+            // retries are read now; it uses the client's load balancer.
+            None => Policy::for_method(method, &self.defaults, false),
+        }
+    }
+}
+
+impl Service<Request> for Cluster {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let providers = self.directory.providers();
+        let policy = self.policy(request.method);
+        let service = self.service.clone();
+        Box::pin(async move {
+            let policy = policy?;
+            if providers.is_empty() {
+                return Err(Error::NoProvider(service.to_string()));
+            }
+            let attempts = policy.attempts();
+            let mut picker = Picker::new(&providers, &request, policy.balancer.as_ref());
+            let mut attempt = 0;
+            loop {
+                let Some(provider) = picker.next() else {
+                    return Err(Error::NoProvider(service.to_string()));
+                };
+                let mut this = request.clone();
+                this.attempt = attempt;
+                this.provider = Some(provider.address.clone());
+                let error = match provider.call(this).await {
+                    Ok(response) => return Ok(response),
+                    Err(error) => error,
+                };
+                attempt += 1;
+                if attempt >= attempts || !may_retry(&error, &request) {
+                    return Err(error);
+                }
+                tracing::debug!(
+                    service = %service,
+                    method = request.method.name,
+                    provider = %provider.address,
+                    %error,
+                    attempt,
+                    "call failed, trying another provider"
+                );
+            }
+        })
+    }
+}
+
+/// Whether a failed attempt may be repeated on another provider.
+fn may_retry(error: &Error, request: &Request) -> bool {
+    let idempotent = request.method.idempotent && !request.oneway;
+    match error {
+        // The provider never ran it: not sent, refused before running, or not served there.
+        Error::Unavailable { .. } | Error::Rejected(_) => true,
+        Error::Remote {
+            code: Code::NotFound,
+            ..
+        } => true,
+        // It may have run, wholly or partly.
+        Error::Transport { .. } | Error::Cancelled => idempotent,
+        Error::Remote {
+            code: Code::ServerError,
+            ..
+        } => idempotent,
+        _ => false,
+    }
+}

@@ -1,0 +1,239 @@
+//! One provider as the consumer sees it: its address, weight, metadata, live statistics and
+//! the channel to it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::transport::{Channel, Transport};
+use crate::{Error, Request, Response, Result};
+
+/// Dubbo's default provider weight.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// One provider a consumer can call.
+///
+/// Built by a [`Connector`] (which opens the channel through the transport and wraps it in
+/// the client's provider layers) and listed by a [`crate::client::Directory`]. Calls go
+/// through [`Provider::call`], which keeps [`ProviderStats`] whatever the load balancer, so
+/// least-active and latency-aware balancing need no setting to work.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Provider {
+    /// `host:port` of the provider.
+    pub address: Arc<str>,
+    /// Relative share of calls for weighted balancers (default 100).
+    pub weight: u32,
+    /// What the provider announced about itself (registry URL parameters).
+    pub metadata: Arc<BTreeMap<String, String>>,
+    /// Live counters kept by this consumer; shared by every clone of this provider.
+    pub stats: Arc<ProviderStats>,
+    /// The (lazily connected) channel to it, inside the client's provider layers.
+    pub channel: Channel,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("address", &self.address)
+            .field("weight", &self.weight)
+            .field("in_flight", &self.stats.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// A provider at `address` reached through `channel`, with the default weight.
+    pub fn new(address: impl Into<Arc<str>>, channel: Channel) -> Provider {
+        Provider {
+            address: address.into(),
+            weight: DEFAULT_WEIGHT,
+            metadata: Arc::default(),
+            stats: Arc::default(),
+            channel,
+        }
+    }
+
+    /// The same provider with `weight`.
+    pub fn with_weight(mut self, weight: u32) -> Provider {
+        self.weight = weight;
+        self
+    }
+
+    /// The same provider with `metadata`.
+    pub fn with_metadata(mut self, metadata: BTreeMap<String, String>) -> Provider {
+        self.metadata = Arc::new(metadata);
+        self
+    }
+
+    /// Sends `request` to this provider, counting it in [`Provider::stats`] (in flight
+    /// while it runs; latency and outcome when it ends; a dropped call only leaves the
+    /// in-flight count).
+    pub fn call(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response>> + Send + 'static {
+        let tracked = InFlight::start(self.stats.clone());
+        let call = self.channel.clone().oneshot(request);
+        async move {
+            let result = call.await;
+            tracked.finish(&result);
+            result
+        }
+    }
+}
+
+/// What a consumer observed of one provider. Updated lock-free on every call.
+#[derive(Debug, Default)]
+pub struct ProviderStats {
+    in_flight: AtomicUsize,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    /// Exponentially weighted moving average of call latency, in microseconds.
+    latency_ewma_us: AtomicU64,
+    last_error: Mutex<Option<Error>>,
+}
+
+impl ProviderStats {
+    /// Calls sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls answered with a result.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Calls that ended with an error.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Recent latency (moving average, weight 1/8 per call), in microseconds; 0 before
+    /// the first answer.
+    pub fn latency_us(&self) -> u64 {
+        self.latency_ewma_us.load(Ordering::Relaxed)
+    }
+
+    /// The error of the last failed call.
+    pub fn last_error(&self) -> Option<Error> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn record_latency(&self, micros: u64) {
+        // Racing updates may lose one sample; a statistic does not need a CAS loop.
+        let old = self.latency_ewma_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            micros.max(1)
+        } else {
+            (old * 7 + micros) / 8
+        };
+        self.latency_ewma_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// One call counted in flight until it ends or is dropped.
+struct InFlight {
+    stats: Arc<ProviderStats>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn start(stats: Arc<ProviderStats>) -> InFlight {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats,
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(self, result: &Result<Response>) {
+        let stats = &self.stats;
+        match result {
+            Ok(_) => {
+                stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                stats.record_latency(self.started.elapsed().as_micros() as u64);
+            }
+            Err(error) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                *stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.clone());
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A user layer around each provider's channel, type-erased.
+pub(crate) type ChannelLayer = Arc<dyn Fn(Channel) -> Channel + Send + Sync>;
+
+/// Makes [`Provider`]s: opens the channel through the transport (which shares one
+/// connection per address) and wraps it in the client's provider layers.
+///
+/// Directories hold one, so a provider re-listed by a registry update gets the same
+/// treatment as one from a static list.
+#[derive(Clone)]
+pub struct Connector {
+    transport: Arc<dyn Transport>,
+    layers: Arc<[ChannelLayer]>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("provider_layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Providers reached through `transport`, with no provider layers.
+    pub fn new(transport: Arc<dyn Transport>) -> Connector {
+        Connector {
+            transport,
+            layers: Arc::new([]),
+        }
+    }
+
+    pub(crate) fn with_layers(mut self, layers: Vec<ChannelLayer>) -> Connector {
+        self.layers = layers.into();
+        self
+    }
+
+    /// A provider at `address` (`host:port`), connected lazily.
+    pub fn provider(&self, address: &str) -> Result<Provider> {
+        let mut channel = self.transport.connect(address)?;
+        // First layer added = outermost: wrap from the last one inwards.
+        for layer in self.layers.iter().rev() {
+            channel = layer(channel);
+        }
+        Ok(Provider::new(address, channel))
+    }
+}
+
+/// Wraps a user layer for [`Connector`].
+pub(crate) fn channel_layer<L>(layer: L) -> ChannelLayer
+where
+    L: tower::Layer<Channel> + Send + Sync + 'static,
+    L::Service:
+        tower::Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
+    <L::Service as tower::Service<Request>>::Future: Send + 'static,
+{
+    Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
+}
