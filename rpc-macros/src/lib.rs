@@ -79,12 +79,15 @@
 //! | option | meaning |
 //! |---|---|
 //! | `timeout_ms = 200` | per-method timeout, overriding the client's default |
-//! | `retries = 2` | retries for the failover cluster mode |
+//! | `retries = 2` | retries for the failover cluster mode (default: the client's, 2) |
 //! | `oneway` | the caller does not wait for a response; the method must return `()` |
-//! | `idempotent` | safe to run twice, so cluster modes may retry it after sending |
-//! | `cluster = "failfast"` | cluster mode name |
-//! | `loadbalance = "random"` | load-balance name |
-//! | `hash_arg = "order"` | the argument that keys consistent hashing |
+//! | `idempotent` | safe to run twice, so failover may retry it after it was sent |
+//! | `cluster = "failfast"` | cluster mode: `failover` (default) or `failfast` |
+//! | `loadbalance = "random"` | load balancer: `roundrobin` (default) or `random` (weighted) |
+//! | `hash_arg = "order"` | the argument whose hash the stub hands to the load balancer (default: the first) |
+//!
+//! Cluster and load-balancer names are checked when the client is built: an unknown one
+//! makes `ClientBuilder::build` fail with a configuration error naming the method.
 //!
 //! Every mistake (unknown or repeated option, wrong literal, a non-async method, `&mut
 //! self`, a reference argument...) is a compile error at the offending token that says what
