@@ -49,7 +49,8 @@ where
 async fn serve_with<L>(layer: L) -> (Server, std::sync::Arc<Stats>)
 where
     L: Layer<rpc_core::server::ProviderService> + Send + Sync + 'static,
-    L::Service: Service<ServerRequest, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
+    L::Service:
+        Service<ServerRequest, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
     <L::Service as Service<ServerRequest>>::Future: Send + 'static,
 {
     let probe = ProbeImpl::default();
@@ -101,8 +102,16 @@ async fn a_cancel_is_read_while_a_concurrency_limit_is_held_and_frees_it() {
         waited < Duration::from_millis(2_500),
         "the second call waited {waited:?}, as if the 3 s handler still held the limit"
     );
-    assert_eq!(Stats::get(&stats.aborted), 1, "the cancelled handler was aborted");
-    assert_eq!(Stats::get(&stats.finished), 1, "only the short call finished");
+    assert_eq!(
+        Stats::get(&stats.aborted),
+        1,
+        "the cancelled handler was aborted"
+    );
+    assert_eq!(
+        Stats::get(&stats.finished),
+        1,
+        "only the short call finished"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +121,10 @@ async fn a_call_waiting_for_capacity_past_its_deadline_is_refused_not_lost() {
     let long = common::spawn_sleep(&probe, 1_500);
     wait_started(&stats, 1).await;
     let started = Instant::now();
-    let result = probe.with_timeout(Duration::from_millis(200)).sleep(1).await;
+    let result = probe
+        .with_timeout(Duration::from_millis(200))
+        .sleep(1)
+        .await;
     assert!(result.is_err(), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(long.await.expect("task ran").ok(), Some(1_500));

@@ -1,25 +1,25 @@
 //! Hostile input against the TCP transport's server: bad magic, oversized and truncated
-//! frames, unknown codecs, garbage heads, unknown services, floods of idle connections,
-//! heartbeat and cancellation events, and arbitrary bytes.
+//! frames, unknown codecs, garbage heads, unknown services, and arbitrary bytes.
 //!
 //! The server is a real `rpc_core::Server` over `TcpTransport` serving a hand-written `Echo`
 //! skeleton (no proc macro); the peers are raw `TcpStream`s writing bytes by hand and reading
 //! frames with `FrameDecoder`. Every read is bounded by a generous timeout so nothing hangs.
+//!
+//! Heartbeats are in `provider_heartbeats.rs`, cancel events in `cancel_events.rs`, and
+//! connection limits and floods in `connection_limits.rs`.
 
 mod raw;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use raw::{
-    Echo, Raw, WAIT, assert_echoed, call_bytes, echo_args, echo_call, frame_bytes, head,
-    header_bytes, put_str, start_with,
+    Raw, assert_echoed, call_bytes, echo_args, echo_call, frame_bytes, fresh_client_is_served,
+    head, header_bytes, put_str, start,
 };
-use rpc_core::{Codec, Server};
+use rpc_core::Codec;
 use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Decoder;
 use transports::TcpConfig;
@@ -28,58 +28,6 @@ use transports::tcp::frame::serialization_id;
 use transports::tcp::frame::{
     FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, HEADER_LEN, Header, MAGIC,
 };
-
-// ---------------------------------------------------------------------------------------
-// The service under test: the shared `Echo`, its `hang` handlers counted.
-
-/// How many `hang` handlers started, and how many were dropped (aborted), per value of the
-/// `tag` attachment, so tests running at once do not count each other's handlers.
-static HANG_STARTED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
-static HANG_DROPPED: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
-
-struct CountDrop(usize);
-
-impl Drop for CountDrop {
-    fn drop(&mut self) {
-        HANG_DROPPED[self.0].fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Counts a `hang` handler starting under `tag`, and (through the guard) its drop.
-fn count_hang(tag: usize) -> Box<dyn Send> {
-    let tag = tag.min(3);
-    HANG_STARTED[tag].fetch_add(1, Ordering::SeqCst);
-    Box::new(CountDrop(tag))
-}
-
-/// A two-way `Echo.hang()` request counted under `tag`.
-fn hang_call(request_id: u64, tag: usize) -> Vec<u8> {
-    let tag = tag.to_string();
-    call_bytes(
-        request_id,
-        serialization_id(Codec::Bincode),
-        &head("Echo", "", "hang", &[("tag", &tag)]),
-        &[],
-    )
-}
-
-/// Waits until `counter[tag]` reaches `at_least`; panics after [`WAIT`].
-async fn wait_count(counter: &[AtomicUsize; 4], tag: usize, at_least: usize, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while counter[tag].load(Ordering::SeqCst) < at_least {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {} of {at_least} within 10 s",
-            counter[tag].load(Ordering::SeqCst)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A server on a free local port serving `Echo`, counting its `hang` handlers.
-async fn start(config: TcpConfig) -> (Server, SocketAddr) {
-    start_with(config, Echo::on_hang(count_hang)).await
-}
 
 // ---------------------------------------------------------------------------------------
 // Checking answers.
@@ -104,12 +52,6 @@ fn assert_refused(frame: &Frame, request_id: u64, status: Status, needles: &[&st
             "message {message:?} should name {needle:?}"
         );
     }
-}
-
-/// A fresh connection makes one call and gets its answer.
-async fn fresh_client_is_served(addr: SocketAddr) {
-    let mut raw = Raw::connect(addr).await;
-    raw.echo(1, Codec::Bincode, b"still alive").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -535,221 +477,6 @@ async fn timeout_attachments_of_zero_and_of_u64_max_are_served_without_harm() {
     .await;
     assert_echoed(&raw.frame().await, 2, Codec::Bincode, b"x");
     raw.echo(3, Codec::Bincode, b"same socket").await;
-}
-
-// ---------------------------------------------------------------------------------------
-// Connection floods.
-
-/// Opens `n` connections that never send anything.
-async fn idle_connections(addr: SocketAddr, n: usize) -> Vec<Raw> {
-    let mut all = Vec::with_capacity(n);
-    for _ in 0..n {
-        all.push(Raw::connect(addr).await);
-    }
-    all
-}
-
-#[tokio::test]
-async fn two_hundred_idle_connections_do_not_keep_the_server_from_serving_a_fresh_client() {
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let idle = idle_connections(addr, 200).await;
-    let started = Instant::now();
-    fresh_client_is_served(addr).await;
-    eprintln!(
-        "fresh client served in {:?} beside 200 idle connections",
-        started.elapsed()
-    );
-    drop(idle);
-    fresh_client_is_served(addr).await;
-}
-
-#[tokio::test]
-async fn connections_over_the_limit_are_closed_promptly_and_a_freed_slot_serves_a_fresh_client() {
-    let (_server, addr) = start(TcpConfig::default().max_connections(50)).await;
-    let started = Instant::now();
-    let idle = idle_connections(addr, 200).await;
-    // Read every connection at once: the refused ones see EOF, the admitted ones see
-    // nothing until the window ends.
-    let window = Duration::from_secs(5);
-    let outcomes = futures_util::future::join_all(idle.into_iter().map(|mut raw| async move {
-        let outcome = tokio::time::timeout(window, raw.next_frame_unbounded()).await;
-        (raw, outcome.map(|frame| (frame, started.elapsed())))
-    }))
-    .await;
-    let mut open = Vec::new();
-    let mut closed_after = Vec::new();
-    for (raw, outcome) in outcomes {
-        match outcome {
-            Err(_) => open.push(raw),
-            Ok((None, at)) => closed_after.push(at),
-            Ok((Some(frame), _)) => panic!("an idle connection got a frame: {frame:?}"),
-        }
-    }
-    let slowest = closed_after.iter().max().copied().unwrap_or_default();
-    eprintln!(
-        "{} connections closed (the last {slowest:?} after the first connect), {} kept",
-        closed_after.len(),
-        open.len()
-    );
-    assert_eq!(open.len(), 50, "the limit admits exactly 50");
-    assert_eq!(closed_after.len(), 150);
-    assert!(
-        slowest < window,
-        "refused connections are closed within the window"
-    );
-
-    // Every slot is held by an idle peer: a new client is refused until one goes away.
-    let mut refused = Raw::connect(addr).await;
-    // The server may already have closed it; a failed write is as good as a refusal.
-    let _ = refused
-        .stream
-        .write_all(&echo_call(1, Codec::Bincode, b"no room"))
-        .await;
-    assert!(
-        refused.next_frame().await.is_none(),
-        "over the limit: closed, unanswered"
-    );
-
-    // Hang up one of the admitted peers; its slot goes to the next client.
-    drop(open.pop());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut raw = Raw::connect(addr).await;
-        let _ = raw
-            .stream
-            .write_all(&echo_call(2, Codec::Bincode, b"room now"))
-            .await;
-        match raw.next_frame().await {
-            Some(frame) => {
-                assert_echoed(&frame, 2, Codec::Bincode, b"room now");
-                break;
-            }
-            None if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            None => panic!("the freed slot was never handed to a new client"),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Events.
-
-#[tokio::test]
-async fn a_heartbeat_request_is_answered_at_once_with_an_event_response_with_the_same_id() {
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let mut raw = Raw::connect(addr).await;
-    for (id, flags) in [
-        (
-            0x1234_5678_9abc_def0u64,
-            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
-        ),
-        (
-            u64::MAX,
-            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | serialization_id(Codec::Bincode),
-        ),
-        (0, FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | 31),
-    ] {
-        let sent = Instant::now();
-        raw.send(&frame_bytes(flags, id, &[])).await;
-        let frame = raw.frame().await;
-        let took = sent.elapsed();
-        eprintln!("heartbeat {id:#x} answered in {took:?}");
-        assert!(
-            took < Duration::from_secs(2),
-            "answered at once, took {took:?}"
-        );
-        assert!(frame.header.is_event(), "an event: {frame:?}");
-        assert!(!frame.header.is_request(), "a response: {frame:?}");
-        assert_eq!(frame.header.request_id, id);
-        assert_eq!(frame.header.status, Status::Ok.byte());
-        assert!(frame.body.is_empty());
-    }
-    raw.echo(1, Codec::Bincode, b"after heartbeats").await;
-}
-
-#[tokio::test]
-async fn a_cancel_event_for_an_unknown_id_is_harmless() {
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let mut raw = Raw::connect(addr).await;
-    let cancel = FLAG_REQUEST | FLAG_EVENT;
-    let mut wire = frame_bytes(cancel, 999, &[]);
-    wire.extend(frame_bytes(cancel, u64::MAX, b"a body nobody reads"));
-    wire.extend(frame_bytes(cancel | serialization_id(Codec::Json), 0, &[]));
-    raw.send(&wire).await;
-    // The echo's answer is the only frame: cancellations are never answered.
-    raw.echo(1, Codec::Bincode, b"unharmed").await;
-    raw.expect_quiet(Duration::from_millis(300)).await;
-    // Cancelling an id that already completed is just as harmless.
-    raw.send(&frame_bytes(cancel, 1, &[])).await;
-    raw.echo(2, Codec::Json, b"unharmed").await;
-}
-
-#[tokio::test]
-async fn a_cancel_event_aborts_the_running_handler_and_nothing_is_answered_for_it() {
-    const TAG: usize = 1;
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let mut raw = Raw::connect(addr).await;
-    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
-    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
-    raw.send(&hang_call(7, TAG)).await;
-    wait_count(&HANG_STARTED, TAG, started + 1, "hang handlers started").await;
-    raw.send(&frame_bytes(FLAG_REQUEST | FLAG_EVENT, 7, &[]))
-        .await;
-    wait_count(
-        &HANG_DROPPED,
-        TAG,
-        dropped + 1,
-        "cancelled handlers aborted",
-    )
-    .await;
-    raw.echo(8, Codec::Bincode, b"next").await;
-    raw.expect_quiet(Duration::from_millis(300)).await;
-}
-
-#[tokio::test]
-async fn closing_a_connection_aborts_every_call_still_running_on_it() {
-    const TAG: usize = 2;
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let mut raw = Raw::connect(addr).await;
-    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
-    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
-    raw.send(&[hang_call(1, TAG), hang_call(2, TAG)].concat())
-        .await;
-    wait_count(&HANG_STARTED, TAG, started + 2, "hang handlers started").await;
-    drop(raw);
-    wait_count(&HANG_DROPPED, TAG, dropped + 2, "handlers aborted on close").await;
-}
-
-/// A second two-way request under the id of a call still running is refused (status 40),
-/// so the first call stays cancellable and nothing outlives the connection.
-#[tokio::test]
-async fn a_reused_request_id_does_not_orphan_the_first_call() {
-    const TAG: usize = 3;
-    let (_server, addr) = start(TcpConfig::default()).await;
-    let mut raw = Raw::connect(addr).await;
-    let dropped = HANG_DROPPED[TAG].load(Ordering::SeqCst);
-    let started = HANG_STARTED[TAG].load(Ordering::SeqCst);
-    raw.send(&[hang_call(7, TAG), hang_call(7, TAG)].concat())
-        .await;
-    let refused = raw.frame().await;
-    assert_eq!(refused.header.request_id, 7);
-    assert_eq!(refused.header.status, Status::BadRequest.byte());
-    let message = String::from_utf8_lossy(&refused.body);
-    assert!(
-        message.contains("request id 7 is already in flight"),
-        "{message}"
-    );
-    let now_started = HANG_STARTED[TAG].load(Ordering::SeqCst) - started;
-    assert_eq!(now_started, 1, "only the first call runs");
-    drop(raw);
-    wait_count(
-        &HANG_DROPPED,
-        TAG,
-        dropped + now_started,
-        "handlers aborted on close",
-    )
-    .await;
 }
 
 // ---------------------------------------------------------------------------------------

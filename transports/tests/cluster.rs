@@ -147,7 +147,11 @@ async fn a_provider_layer_sees_which_provider_each_attempt_went_to() {
     let seen = Seen::default();
     let ledger = LedgerClient::builder()
         .transport(TcpTransport::default())
-        .addresses([dead.clone(), one.local_addr().to_string(), two.local_addr().to_string()])
+        .addresses([
+            dead.clone(),
+            one.local_addr().to_string(),
+            two.local_addr().to_string(),
+        ])
         .provider_layer(seen.clone())
         .build()
         .expect("valid client");
@@ -159,9 +163,16 @@ async fn a_provider_layer_sees_which_provider_each_attempt_went_to() {
     assert!(went_to(&one.local_addr().to_string()) >= 2, "{attempts:?}");
     assert!(went_to(&two.local_addr().to_string()) >= 2, "{attempts:?}");
     // Calls that met the dead address first were retried: attempt 1 on a live provider.
-    assert!(attempts.iter().any(|(p, attempt)| p == &dead && *attempt == 0), "{attempts:?}");
     assert!(
-        attempts.iter().any(|(p, attempt)| p != &dead && *attempt == 1),
+        attempts
+            .iter()
+            .any(|(p, attempt)| p == &dead && *attempt == 0),
+        "{attempts:?}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .any(|(p, attempt)| p != &dead && *attempt == 1),
         "{attempts:?}"
     );
 }
@@ -185,10 +196,19 @@ async fn two_clients_on_one_transport_share_one_connection() {
     };
     let first = build_probe();
     let second = build_probe();
-    let (_, first_peer) = first.attachment("k".into()).await.expect("first client served");
-    let (_, second_peer) = second.attachment("k".into()).await.expect("second client served");
+    let (_, first_peer) = first
+        .attachment("k".into())
+        .await
+        .expect("first client served");
+    let (_, second_peer) = second
+        .attachment("k".into())
+        .await
+        .expect("second client served");
     assert!(first_peer.is_some());
-    assert_eq!(first_peer, second_peer, "both calls came over one connection");
+    assert_eq!(
+        first_peer, second_peer,
+        "both calls came over one connection"
+    );
 }
 
 /// A balancer that records the hash key of each request and picks the first provider.
@@ -199,7 +219,10 @@ struct KeyRecorder {
 
 impl LoadBalance for KeyRecorder {
     fn select(&self, _providers: &[Provider], request: &Request, _tried: &Tried) -> Option<usize> {
-        self.keys.lock().expect("not poisoned").push(request.hash_key);
+        self.keys
+            .lock()
+            .expect("not poisoned")
+            .push(request.hash_key);
         Some(0)
     }
 
@@ -224,7 +247,10 @@ async fn the_stub_hashes_the_hash_arg_before_encoding_for_a_balancer_that_asks()
     ledger.statement(1, "bob".into()).await.expect("served");
     let keys = recorder.keys.lock().expect("not poisoned").clone();
     assert!(keys.iter().all(Option::is_some), "{keys:?}");
-    assert_eq!(keys[0], keys[1], "same account, same key, whatever the month");
+    assert_eq!(
+        keys[0], keys[1],
+        "same account, same key, whatever the month"
+    );
     assert_ne!(keys[0], keys[2], "another account, another key");
 }
 

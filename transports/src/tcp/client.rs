@@ -253,6 +253,7 @@ impl ClientConnection {
         let activity = Arc::new(Activity::new());
         let in_flight = Arc::new(AtomicUsize::new(0));
         let probe = in_flight.clone();
+        let closed = CancellationToken::new();
         let connection = Arc::new(ClientConnection {
             peer: address.into(),
             outbox: Arc::new(Outbox::new(
@@ -261,6 +262,7 @@ impl ClientConnection {
                 write,
                 activity.clone(),
                 Box::new(move || probe.load(Ordering::Relaxed)),
+                closed.clone(),
             )),
             pending: Mutex::new(CallTable {
                 calls: IdMap::default(),
@@ -269,7 +271,7 @@ impl ClientConnection {
             }),
             next_id: AtomicU64::new(1),
             max_frame_len: config.max_frame_len,
-            closed: CancellationToken::new(),
+            closed,
         });
 
         let writer = connection.clone();

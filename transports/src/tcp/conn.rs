@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -40,9 +40,13 @@ pub(crate) struct Outbox {
     wake: Notify,
     /// Woken after every finished write, and when the writer ends.
     drained: Notify,
-    /// Cancelled when the writer ends: the connection can no longer send.
-    closed: CancellationToken,
+    /// Cancelled when the writer ends: the connection can no longer send. The owner passes
+    /// in a token it already watches, so its read loop needs no extra branch for this.
+    ended: CancellationToken,
     limit: usize,
+    /// Bytes queued or being written, mirrored out of the lock so the read loop can check
+    /// it per frame without contending with the writer.
+    queued: AtomicUsize,
     /// How long one write may make no progress before the peer is given up on.
     stall_timeout: Duration,
     in_flight: InFlightProbe,
@@ -54,7 +58,7 @@ struct OutboxState {
     closed: bool,
     /// While held, appends do not wake the writer; releasing does, once.
     held: bool,
-    /// Bytes the writer task has taken and not finished writing.
+    /// Bytes of the batch the writer task took last (0 once it found nothing to take).
     writing: usize,
     /// The socket, shared with the writer task; dropped (sending FIN) when it ends.
     socket: Option<Arc<OwnedWriteHalf>>,
@@ -67,6 +71,7 @@ impl Outbox {
         socket: OwnedWriteHalf,
         activity: Arc<Activity>,
         in_flight: InFlightProbe,
+        ended: CancellationToken,
     ) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
@@ -78,8 +83,9 @@ impl Outbox {
             }),
             wake: Notify::new(),
             drained: Notify::new(),
-            closed: CancellationToken::new(),
+            ended,
             limit,
+            queued: AtomicUsize::new(0),
             stall_timeout,
             in_flight,
             activity,
@@ -103,8 +109,7 @@ impl Outbox {
 
     /// Bytes queued or being written.
     pub(crate) fn queued(&self) -> usize {
-        let state = self.lock();
-        state.buf.len() + state.writing
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Returns once fewer than `limit` bytes are queued, or the connection can no longer
@@ -114,17 +119,17 @@ impl Outbox {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if self.queued() < self.limit || self.closed.is_cancelled() {
+            if self.queued() < self.limit || self.ended.is_cancelled() {
                 return;
             }
             drained.await;
         }
     }
 
-    /// Resolves when the writer has ended (the peer is gone or stalled, or the connection
-    /// was closed and flushed).
-    pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await
+    /// True once the writer has ended (the peer is gone or stalled, or the connection was
+    /// closed and flushed).
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.is_cancelled()
     }
 
     fn append(
@@ -137,7 +142,7 @@ impl Outbox {
             if state.closed {
                 return Err(Error::unavailable("connection closed", None));
             }
-            let queued = state.buf.len() + state.writing;
+            let queued = self.queued.load(Ordering::Relaxed);
             if limited && queued >= self.limit {
                 return Err(Error::Rejected(format!(
                     "{queued} bytes already waiting to be written to this connection"
@@ -147,6 +152,7 @@ impl Outbox {
                 && state.writing == 0
                 && !state.held
                 && (self.in_flight)() <= 1;
+            let before = state.buf.len();
             encode(&mut state.buf)?;
             // A full write leaves nothing for the writer; anything else (a partial write,
             // WouldBlock, an error) is left to it, in order.
@@ -160,6 +166,9 @@ impl Outbox {
                     return Ok(());
                 }
             }
+            // `before` is 0 whenever the direct write above ran.
+            self.queued
+                .fetch_add(state.buf.len() - before, Ordering::Relaxed);
             if state.held {
                 return Ok(());
             }
@@ -213,8 +222,10 @@ pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
         state.socket = None;
         state.closed = true;
         state.writing = 0;
+        state.buf.clear();
+        outbox.queued.store(0, Ordering::Relaxed);
     }
-    outbox.closed.cancel();
+    outbox.ended.cancel();
     outbox.drained.notify_waiters();
     result
 }
@@ -249,8 +260,11 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
         }
         write_all(socket, &batch, outbox.stall_timeout).await?;
         outbox.activity.wrote();
-        outbox.lock().writing = 0;
-        outbox.drained.notify_waiters();
+        // Only a reader paused at the limit waits on `drained`; wake it when this write
+        // may have taken the outbox below the limit.
+        if outbox.queued.fetch_sub(batch.len(), Ordering::Relaxed) >= outbox.limit {
+            outbox.drained.notify_waiters();
+        }
         batch.clear();
     }
 }

@@ -132,7 +132,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                let Some(slot) = shared.slots.admit() else {
+                let Some(slot) = shared.slots.admit(&shared.closing) else {
                     REFUSED_CONNECTIONS.warn(|held_back| {
                         tracing::warn!(%peer, limit = shared.config.max_connections, held_back,
                             "connection limit reached and every connection is in use, refusing");
@@ -167,14 +167,17 @@ struct SlotState {
 }
 
 /// One connection's place.
-#[derive(Default)]
 struct Slot {
     /// The connection sent a request (a call or a heartbeat).
     proven: AtomicBool,
     /// The slot was given back (by eviction or by the connection ending).
     released: AtomicBool,
-    /// Cancelled to make the connection close.
-    evict: CancellationToken,
+    /// The slot was taken for a newer connection.
+    evicted: AtomicBool,
+    /// Cancelled to make the connection close: a child of the server's closing token,
+    /// also cancelled on eviction and when the connection's writer ends, so the read loop
+    /// watches one token for every reason to stop.
+    stop: CancellationToken,
 }
 
 /// Holds a slot while its connection is served.
@@ -202,7 +205,7 @@ impl Slots {
 
     /// A slot for a new connection, evicting a silent one at the cap; `None` when every
     /// open connection has spoken.
-    fn admit(self: &Arc<Self>) -> Option<SlotGuard> {
+    fn admit(self: &Arc<Self>, closing: &CancellationToken) -> Option<SlotGuard> {
         let mut state = self.lock();
         while state.open >= self.max {
             let victim = state.unproven.pop_front()?;
@@ -211,11 +214,17 @@ impl Slots {
                 && !victim.released.swap(true, Ordering::Relaxed)
             {
                 state.open -= 1;
-                victim.evict.cancel();
+                victim.evicted.store(true, Ordering::Relaxed);
+                victim.stop.cancel();
             }
         }
         state.open += 1;
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            proven: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            stop: closing.child_token(),
+        });
         state.unproven.push_back(Arc::downgrade(&slot));
         // Connections that spoke or closed leave stale entries; sweep them now and then.
         if state.unproven.len() > 2 * self.max.max(64) {
@@ -329,6 +338,7 @@ async fn serve_connection(
             write,
             activity.clone(),
             Box::new(session.in_flight_probe()),
+            slot.slot.stop.clone(),
         )),
         max_frame_len: config.max_frame_len,
     });
@@ -346,6 +356,10 @@ async fn serve_connection(
     tokio::pin!(idle);
     let handshake = tokio::time::sleep(config.handshake_timeout);
     tokio::pin!(handshake);
+    // One token for every reason to stop (server closing, eviction, writer ended), and
+    // its future made once: each poll of a `cancelled()` future takes the token's lock.
+    let stopped = slot.slot.stop.cancelled();
+    tokio::pin!(stopped);
     let mut spoke = false;
     let mut holding = false;
     loop {
@@ -358,15 +372,17 @@ async fn serve_connection(
             }
             tracing::debug!(%peer, "outbox full, pausing reads");
             tokio::select! {
-                _ = shared.closing.cancelled() => break,
-                _ = slot.slot.evict.cancelled() => break,
+                _ = &mut stopped => break,
                 _ = connection.outbox.wait_below_limit() => continue,
             }
         }
         let frame = tokio::select! {
-            _ = shared.closing.cancelled() => break,
-            _ = slot.slot.evict.cancelled() => {
-                tracing::debug!(%peer, "silent connection evicted to make room");
+            _ = &mut stopped => {
+                if slot.slot.evicted.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "silent connection evicted to make room");
+                } else if connection.outbox.has_ended() {
+                    tracing::debug!(%peer, "peer stopped reading, closing");
+                }
                 break;
             }
             _ = &mut handshake, if !spoke => {
@@ -375,10 +391,6 @@ async fn serve_connection(
             }
             _ = &mut idle => {
                 tracing::debug!(%peer, "connection idle, closing");
-                break;
-            }
-            _ = connection.outbox.closed() => {
-                tracing::debug!(%peer, "peer stopped reading, closing");
                 break;
             }
             frame = frames.next() => frame,

@@ -2,6 +2,9 @@
 //! `Echo` skeleton (no proc macro) served over `TcpTransport`, builders that write frames and
 //! routing heads by hand, and `Raw`, a `TcpStream` reading frames with `FrameDecoder`. Every
 //! read is bounded by [`WAIT`] unless its name says otherwise.
+//!
+//! Used by `bad_frames.rs`, `cancel_events.rs`, `connection_limits.rs` and
+//! `provider_heartbeats.rs`.
 
 // Each test crate that includes this module uses only part of it.
 #![allow(dead_code)]
@@ -289,4 +292,10 @@ impl Raw {
         let frame = self.frame().await;
         assert_echoed(&frame, request_id, codec, payload);
     }
+}
+
+/// A fresh connection makes one call and gets its answer.
+pub(crate) async fn fresh_client_is_served(addr: SocketAddr) {
+    let mut raw = Raw::connect(addr).await;
+    raw.echo(1, Codec::Bincode, b"still alive").await;
 }

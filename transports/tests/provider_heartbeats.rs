@@ -1,8 +1,11 @@
-//! Heartbeats and idle detection of the TCP transport's server, seen from raw peers.
+//! The provider side of heartbeats: how the TCP transport's server answers the heartbeats a
+//! peer sends, sends its own to a quiet peer, and closes a peer that stays idle, all seen
+//! from raw sockets. The client keeping its own connection alive is in `client_keepalive.rs`.
 //!
-//! The server runs with a 200 ms heartbeat interval and an 800 ms idle timeout. Its idle
-//! timer counts only whole frames read, so a peer stays connected by answering heartbeats
-//! (or by sending anything else that is a frame), and a silent or stalling peer is closed.
+//! Unless a test says otherwise, the server runs with a 200 ms heartbeat interval and an
+//! 800 ms idle timeout. Its idle timer counts only whole frames read, so a peer stays
+//! connected by answering heartbeats (or by sending anything else that is a frame), and a
+//! silent or stalling peer is closed.
 
 mod raw;
 
@@ -10,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use raw::{Raw, WAIT, call_bytes, echo_args, frame_bytes, head, header_bytes};
+use raw::{Raw, WAIT, echo_call, frame_bytes, header_bytes};
 use rpc_core::{Codec, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
@@ -24,16 +27,6 @@ const IDLE: Duration = Duration::from_millis(800);
 
 async fn start() -> (Server, SocketAddr) {
     raw::start(TcpConfig::default().heartbeat(HEARTBEAT, IDLE)).await
-}
-
-/// A valid two-way `Echo.echo(payload)` request in bincode, without attachments.
-fn echo_call(request_id: u64, payload: &[u8]) -> Vec<u8> {
-    call_bytes(
-        request_id,
-        serialization_id(Codec::Bincode),
-        &head("Echo", "", "echo", &[]),
-        &echo_args(Codec::Bincode, payload),
-    )
 }
 
 /// The answer a client owes a heartbeat request: an event response, status 20, same id.
@@ -71,7 +64,8 @@ impl Raw {
 
     /// Makes an echo call, answering any heartbeat that comes before the response.
     async fn echo_answering_heartbeats(&mut self, request_id: u64, payload: &[u8]) {
-        self.send(&echo_call(request_id, payload)).await;
+        self.send(&echo_call(request_id, Codec::Bincode, payload))
+            .await;
         loop {
             let frame = self.next_frame().await.expect("closed before the response");
             if is_heartbeat_request(&frame) {
@@ -98,6 +92,40 @@ fn assert_closed_in_time(what: &str, closed_after: Duration, heartbeats: usize) 
         closed_after < WAIT,
         "{what}: closed only after {closed_after:?}"
     );
+}
+
+#[tokio::test]
+async fn a_heartbeat_request_is_answered_at_once_with_an_event_response_with_the_same_id() {
+    // Default heartbeat settings: no heartbeat of the server's own comes between the answers.
+    let (_server, addr) = raw::start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    for (id, flags) in [
+        (
+            0x1234_5678_9abc_def0u64,
+            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
+        ),
+        (
+            u64::MAX,
+            FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | serialization_id(Codec::Bincode),
+        ),
+        (0, FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | 31),
+    ] {
+        let sent = Instant::now();
+        raw.send(&frame_bytes(flags, id, &[])).await;
+        let frame = raw.frame().await;
+        let took = sent.elapsed();
+        eprintln!("heartbeat {id:#x} answered in {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "answered at once, took {took:?}"
+        );
+        assert!(frame.header.is_event(), "an event: {frame:?}");
+        assert!(!frame.header.is_request(), "a response: {frame:?}");
+        assert_eq!(frame.header.request_id, id);
+        assert_eq!(frame.header.status, Status::Ok.byte());
+        assert!(frame.body.is_empty());
+    }
+    raw.echo(1, Codec::Bincode, b"after heartbeats").await;
 }
 
 #[tokio::test]

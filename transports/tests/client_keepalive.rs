@@ -1,4 +1,7 @@
-//! Heartbeats keep a quiet connection open; a silent peer is dropped after the idle timeout.
+//! The client side of heartbeats: a client (`ProbeClient` over `TcpTransport`) keeps its
+//! quiet connection to a provider open with heartbeats, and drops a provider that stays
+//! silent past the idle timeout, failing the call waiting on it. How the provider answers
+//! and sends heartbeats on raw sockets is in `provider_heartbeats.rs`.
 
 mod common;
 
