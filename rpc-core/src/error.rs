@@ -144,7 +144,7 @@ impl Error {
 
     /// The text a provider sends its caller for this error, next to [`Error::code`]. Variants that hold the provider's own words (a handler's panic,
     /// a refusal, a relayed remote error) send them bare, so the caller's
-    /// [`Error::from_status`] rebuilds the same error instead of nesting prefixes.
+    /// [`Error::from_code`] rebuilds the same error instead of nesting prefixes.
     pub fn remote_message(&self) -> String {
         match self {
             Error::Handler(message) | Error::Rejected(message) => message.clone(),

@@ -17,6 +17,13 @@ use rpc_core::{Error, Result};
 /// How many times the writer yields before taking a batch while other calls are in flight.
 const BATCH_YIELDS: usize = 2;
 
+/// Capacity a write buffer starts with, and returns to after a burst grew it past
+/// [`SHRINK_ABOVE`]: an idle connection must not keep the memory of its largest burst.
+pub(crate) const BUFFER_CAPACITY: usize = 8 * 1024;
+
+/// Buffers larger than this are given back once empty.
+pub(crate) const SHRINK_ABOVE: usize = 1024 * 1024;
+
 /// Reads how many calls on a connection will put a frame in its outbox soon (client:
 /// calls awaiting answers; server: calls running). The call table owns that count.
 pub(crate) type InFlightProbe = Box<dyn Fn() -> usize + Send + Sync>;
@@ -75,7 +82,7 @@ impl Outbox {
     ) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
-                buf: BytesMut::with_capacity(8 * 1024),
+                buf: BytesMut::with_capacity(BUFFER_CAPACITY),
                 closed: false,
                 held: false,
                 writing: 0,
@@ -231,7 +238,7 @@ pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
 }
 
 async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Result<()> {
-    let mut batch = BytesMut::with_capacity(8 * 1024);
+    let mut batch = BytesMut::with_capacity(BUFFER_CAPACITY);
     loop {
         // When other calls are in flight their frames are about to follow: step back so
         // they join this write. Without it the first frame of a burst wakes this task (often
@@ -266,6 +273,11 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
             outbox.drained.notify_waiters();
         }
         batch.clear();
+        // `batch` and the outbox's buffer swap places, so shrinking this one after a burst
+        // shrinks both in turn.
+        if batch.capacity() > SHRINK_ABOVE {
+            batch = BytesMut::with_capacity(BUFFER_CAPACITY);
+        }
     }
 }
 

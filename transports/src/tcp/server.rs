@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::TcpConfig;
-use super::conn::{Activity, Outbox, keepalive, write_loop};
+use super::conn::{Activity, BUFFER_CAPACITY, Outbox, SHRINK_ABOVE, keepalive, write_loop};
 use super::frame::{
     FLAG_EVENT, Frame, FrameDecoder, Header, codec_for_id, serialization_id,
     starts_with_whole_frame,
@@ -34,6 +35,7 @@ const SERVER_HEARTBEAT_IDS: u64 = 1 << 63;
 
 static UNREADABLE_FRAMES: RateLimited = RateLimited::new();
 static REFUSED_CONNECTIONS: RateLimited = RateLimited::new();
+static FAILED_ACCEPTS: RateLimited = RateLimited::new();
 
 struct Shared {
     config: Arc<TcpConfig>,
@@ -145,7 +147,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
             Err(error) => {
                 // Out of file descriptors and the like: pause instead of spinning.
-                tracing::warn!(%error, "accept failed");
+                FAILED_ACCEPTS.warn(|held_back| tracing::warn!(%error, held_back, "accept failed"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -405,6 +407,12 @@ async fn serve_connection(
                 if !more {
                     // Once per read, not per frame: it reads the clock.
                     activity.read();
+                    // A large frame grew the read buffer; an idle connection gives it back.
+                    if frames.read_buffer().is_empty()
+                        && frames.read_buffer().capacity() > SHRINK_ABOVE
+                    {
+                        *frames.read_buffer_mut() = BytesMut::with_capacity(BUFFER_CAPACITY);
+                    }
                 }
                 if more && !holding {
                     connection.outbox.hold();

@@ -1,7 +1,7 @@
 //! The cluster stage: where a call meets the provider list, and where retries live.
 //!
 //! For each call it lists the [`Directory`], walks the load balancer's candidates through a
-//! [`Picker`] and sends attempts to providers ([`Provider::call`]) as its mode says:
+//! [`Picker`] and sends attempts to providers ([`crate::client::Provider::call`]) as its mode says:
 //!
 //! - **failover** (default, as in Dubbo): on a failure that allows it, retry on the next
 //!   candidate, at most `retries` times (default 2). A call that never reached a provider
