@@ -361,6 +361,34 @@ async fn an_undecodable_argument_payload_gets_status_25_and_the_connection_stays
 }
 
 #[tokio::test]
+async fn a_huge_unknown_name_is_quoted_cut_short_in_the_error() {
+    let (_server, addr) = start(TcpConfig::default()).await;
+    let mut raw = Raw::connect(addr).await;
+    let args = echo_args(Codec::Bincode, b"x");
+    let service = "S".repeat(60_000);
+    let method = "m".repeat(60_000);
+    for (id, head) in [
+        (1, head(&service, "", "echo", &[])),
+        (2, head("Echo", "", &method, &[])),
+    ] {
+        raw.send(&call_bytes(
+            id,
+            serialization_id(Codec::Bincode),
+            &head,
+            &args,
+        ))
+        .await;
+        let frame = raw.frame().await;
+        assert_refused(&frame, id, Status::ServiceNotFound, &["...", "60000 bytes"]);
+        assert!(
+            frame.body.len() < 1_024,
+            "a {} byte answer for a 60 KB name",
+            frame.body.len()
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_service_gets_status_60_naming_it() {
     let (_server, addr) = start(TcpConfig::default()).await;
     let mut raw = Raw::connect(addr).await;

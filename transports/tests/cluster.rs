@@ -61,15 +61,20 @@ fn dead_address() -> SocketAddr {
     listener.local_addr().expect("address")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_with_one_dead_address_answers_every_call() {
-    let live = provider("live", TcpConfig::default()).await;
-    let ledger = LedgerClient::builder()
+/// A client whose providers are a dead address and `live`, in that order.
+fn dead_then(live: &Server) -> LedgerClient {
+    LedgerClient::builder()
         .transport(TcpTransport::default())
         .address(dead_address().to_string())
         .address(live.local_addr().to_string())
         .build()
-        .expect("valid client");
+        .expect("valid client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_with_one_dead_address_answers_every_call() {
+    let live = provider("live", TcpConfig::default()).await;
+    let ledger = dead_then(&live);
     for _ in 0..20 {
         assert_eq!(ledger.balance("a".into()).await.ok(), Some(100));
     }
@@ -78,12 +83,7 @@ async fn failover_with_one_dead_address_answers_every_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failfast_takes_one_attempt_and_reports_its_error() {
     let live = provider("live", TcpConfig::default()).await;
-    let ledger = LedgerClient::builder()
-        .transport(TcpTransport::default())
-        .address(dead_address().to_string())
-        .address(live.local_addr().to_string())
-        .build()
-        .expect("valid client");
+    let ledger = dead_then(&live);
     let mut failed = 0;
     for _ in 0..20 {
         match ledger.charge("a".into(), 1).await {

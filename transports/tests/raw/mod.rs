@@ -38,15 +38,8 @@ static ECHO: ServiceDescriptor = ServiceDescriptor {
 /// A two-way method with no settings of its own.
 const fn method(name: &'static str, args: &'static [&'static str]) -> MethodDescriptor {
     MethodDescriptor {
-        name,
         args,
-        timeout_ms: None,
-        retries: None,
-        oneway: false,
-        idempotent: false,
-        cluster: None,
-        loadbalance: None,
-        hash_arg: None,
+        ..MethodDescriptor::new(name)
     }
 }
 
