@@ -74,17 +74,17 @@ impl Provider {
     /// Sends `request` to this provider, counting it in [`Provider::stats`] (in flight
     /// while it runs; latency and outcome when it ends; a dropped call only leaves the
     /// in-flight count).
-    pub fn call(
-        &self,
-        request: Request,
-    ) -> impl Future<Output = Result<Response>> + Send + 'static {
+    ///
+    /// The future borrows the provider (the cluster holds the provider list for the whole
+    /// call): no reference count of the shared statistics is touched per call.
+    pub fn call(&self, request: Request) -> impl Future<Output = Result<Response>> + Send + '_ {
         // A first attempt starts when the request was made (its deadline minus its budget):
         // one clock read per call saved on the hot path.
         let started = match request.attempt {
             0 => request.deadline.checked_sub(request.timeout),
             _ => None,
         };
-        let tracked = InFlight::start(self.stats.clone(), started.unwrap_or_else(Instant::now));
+        let tracked = InFlight::start(&self.stats, started.unwrap_or_else(Instant::now));
         let call = self.channel.clone().oneshot(request);
         async move {
             let result = call.await;
@@ -148,19 +148,19 @@ impl ProviderStats {
 }
 
 /// One call counted in flight until it ends or is dropped.
-struct InFlight {
-    stats: Arc<ProviderStats>,
+struct InFlight<'a> {
+    stats: &'a ProviderStats,
     started: Instant,
 }
 
-impl InFlight {
-    fn start(stats: Arc<ProviderStats>, started: Instant) -> InFlight {
+impl<'a> InFlight<'a> {
+    fn start(stats: &'a ProviderStats, started: Instant) -> InFlight<'a> {
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight { stats, started }
     }
 
     fn finish(self, result: &Result<Response>) {
-        let stats = &self.stats;
+        let stats = self.stats;
         match result {
             Ok(_) => {
                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +177,7 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
