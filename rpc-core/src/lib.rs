@@ -18,7 +18,7 @@ pub use codec::Codec;
 pub use context::{Attachments, Context};
 pub use descriptor::{MethodDescriptor, ServiceDescriptor};
 pub use error::{Error, Result};
-pub use request::{MethodRef, Request, Response, ServerRequest};
+pub use request::{MethodRef, Name, Request, Response, ServerRequest};
 pub use rpc_macros::service;
 pub use server::{Server, ServerBuilder, ServerHandle, Skeleton};
 pub use transport::{Channel, Listener, Transport};

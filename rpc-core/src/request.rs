@@ -18,9 +18,9 @@ use crate::{Attachments, Codec, Context};
 #[derive(Debug, Clone)]
 pub struct Request {
     /// Service name.
-    pub service: Arc<str>,
+    pub service: Name,
     /// Service version (may be empty).
-    pub version: Arc<str>,
+    pub version: Name,
     /// The method called, with its `#[rpc(...)]` settings.
     pub method: &'static MethodDescriptor,
     /// Hash of the method's `hash_arg` argument (default: the first), for consistent
@@ -43,6 +43,64 @@ pub struct Request {
     /// Address of the provider this attempt goes to; set by the cluster stage, so layers
     /// added with `ClientBuilder::provider_layer` see it.
     pub provider: Option<Arc<str>>,
+}
+
+/// A service name or version: borrowed for the `'static` names of generated stubs, shared
+/// otherwise. Cloned into every request, so the common case costs no reference count
+/// (a count shared by every call of a client bounces between cores under load).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Name {
+    /// A name known at compile time.
+    Static(&'static str),
+    /// A name made at run time.
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl From<&'static str> for Name {
+    fn from(name: &'static str) -> Name {
+        Name::Static(name)
+    }
+}
+
+impl From<String> for Name {
+    fn from(name: String) -> Name {
+        Name::Shared(name.into())
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(name: Arc<str>) -> Name {
+        Name::Shared(name)
+    }
 }
 
 impl Request {

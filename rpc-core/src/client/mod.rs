@@ -23,6 +23,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::format::{Decode, Encode, Serde};
+use crate::request::Name;
 use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
@@ -65,8 +66,8 @@ pub struct Client {
 }
 
 struct Shared {
-    service: Arc<str>,
-    version: Arc<str>,
+    service: Name,
+    version: Name,
     codec: Codec,
     timeout: Duration,
     stack: ConsumerService,
@@ -92,7 +93,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Starts building a client for `service`.
-    pub fn builder(service: impl Into<Arc<str>>) -> ClientBuilder<Client> {
+    pub fn builder(service: impl Into<Name>) -> ClientBuilder<Client> {
         ClientBuilder::new(service)
     }
 
@@ -213,8 +214,8 @@ impl Client {
 
 /// Builds a [`Client`] or a generated stub (`GreeterClient::builder()`).
 pub struct ClientBuilder<S = Client> {
-    service: Arc<str>,
-    version: Arc<str>,
+    service: Name,
+    version: Name,
     addresses: Vec<String>,
     transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
@@ -230,7 +231,7 @@ pub struct ClientBuilder<S = Client> {
 
 impl<S: FromClient> ClientBuilder<S> {
     /// A builder for calls to `service`.
-    pub fn new(service: impl Into<Arc<str>>) -> ClientBuilder<S> {
+    pub fn new(service: impl Into<Name>) -> ClientBuilder<S> {
         ClientBuilder {
             service: service.into(),
             version: "".into(),
@@ -249,7 +250,7 @@ impl<S: FromClient> ClientBuilder<S> {
     }
 
     /// The service version to call (default: none).
-    pub fn version(mut self, version: impl Into<Arc<str>>) -> ClientBuilder<S> {
+    pub fn version(mut self, version: impl Into<Name>) -> ClientBuilder<S> {
         self.version = version.into();
         self
     }

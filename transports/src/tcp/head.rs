@@ -195,7 +195,7 @@ mod tests {
         attachments: Attachments,
     ) -> Request {
         Request {
-            service: service.into(),
+            service: service.to_owned().into(),
             version: "1.0".into(),
             method,
             hash_key: None,

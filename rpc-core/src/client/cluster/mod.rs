@@ -22,6 +22,7 @@ use tower::Service;
 use super::directory::Directory;
 use super::loadbalance::{self, LoadBalance, Picker};
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
+use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
 
 /// Dubbo's default number of retries for failover (3 attempts in all).
@@ -97,7 +98,7 @@ impl Policy {
 /// [`LoadBalance`] per method, retries per [`ClusterMode`].
 #[derive(Clone)]
 pub struct Cluster {
-    service: Arc<str>,
+    service: Name,
     directory: Arc<dyn Directory>,
     defaults: Policy,
     methods: Arc<[(&'static MethodDescriptor, Policy)]>,
@@ -107,7 +108,7 @@ impl Cluster {
     /// Calls to `service` over `directory`, balanced by `balancer`, in failover mode with
     /// [`DEFAULT_RETRIES`].
     pub fn new(
-        service: Arc<str>,
+        service: Name,
         directory: Arc<dyn Directory>,
         balancer: Arc<dyn LoadBalance>,
     ) -> Cluster {
