@@ -88,6 +88,14 @@ pub enum Error {
     /// message.
     #[error("call cancelled: the provider stopped before it finished")]
     Cancelled,
+    /// A broadcast call failed on some providers (it reached every provider).
+    #[error("broadcast failed on {} of {total} providers: {}", failed.len(), describe(failed))]
+    Broadcast {
+        /// Each provider that failed (address) and its error.
+        failed: Vec<(String, Error)>,
+        /// How many providers were called.
+        total: usize,
+    },
     /// No provider is available for the service.
     #[error("no provider available for {0}")]
     NoProvider(String),
@@ -157,6 +165,14 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout(_))
     }
+}
+
+fn describe(failed: &[(String, Error)]) -> String {
+    let parts: Vec<String> = failed
+        .iter()
+        .map(|(provider, error)| format!("{provider}: {error}"))
+        .collect();
+    parts.join("; ")
 }
 
 /// `Result` with [`Error`].

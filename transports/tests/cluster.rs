@@ -5,8 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use rpc_core::client::{LoadBalance, Provider, Tried};
 use rpc_core::{Codec, Error, Request, Response, Server};
@@ -25,11 +27,26 @@ pub trait Ledger {
     /// Its second argument keys consistent hashing.
     #[rpc(hash_arg = "account")]
     async fn statement(&self, month: u32, account: String) -> String;
+    /// Asks two providers at once; the first answer wins.
+    #[rpc(cluster = "forking")]
+    async fn quote(&self) -> String;
+    /// Tells every provider.
+    #[rpc(cluster = "broadcast")]
+    async fn notify(&self, n: u32) -> u32;
+}
+
+#[derive(Clone, Default)]
+struct Counters {
+    quotes_started: Arc<AtomicU64>,
+    quotes_finished: Arc<AtomicU64>,
+    notified: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
 struct Books {
     name: &'static str,
+    delay: Duration,
+    counters: Counters,
 }
 
 impl Ledger for Books {
@@ -44,12 +61,37 @@ impl Ledger for Books {
     async fn statement(&self, month: u32, account: String) -> String {
         format!("{account}/{month} from {}", self.name)
     }
+
+    async fn quote(&self) -> String {
+        self.counters.quotes_started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.counters.quotes_finished.fetch_add(1, Ordering::SeqCst);
+        self.name.to_owned()
+    }
+
+    async fn notify(&self, n: u32) -> u32 {
+        self.counters.notified.fetch_add(1, Ordering::SeqCst);
+        n
+    }
 }
 
 async fn provider(name: &'static str, config: TcpConfig) -> Server {
+    provider_with(name, config, Duration::ZERO, Counters::default()).await
+}
+
+async fn provider_with(
+    name: &'static str,
+    config: TcpConfig,
+    delay: Duration,
+    counters: Counters,
+) -> Server {
     Server::builder()
         .transport(TcpTransport::new(config))
-        .add_service(LedgerServer::new(Books { name }))
+        .add_service(LedgerServer::new(Books {
+            name,
+            delay,
+            counters,
+        }))
         .bind("127.0.0.1:0")
         .await
         .expect("bind a free loopback port")
@@ -269,5 +311,92 @@ fn an_unknown_balancer_or_cluster_name_fails_when_the_client_is_built() {
         matches!(&built, Err(Error::Config(message)) if message.contains("go") && message.contains("fastest")),
         "{:?}",
         built.err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forking_takes_the_first_answer_and_cancels_the_slower_call_on_its_provider() {
+    let slow_counters = Counters::default();
+    let slow = provider_with(
+        "slow",
+        TcpConfig::default(),
+        Duration::from_millis(1_000),
+        slow_counters.clone(),
+    )
+    .await;
+    let fast = provider_with(
+        "fast",
+        TcpConfig::default(),
+        Duration::ZERO,
+        Counters::default(),
+    )
+    .await;
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses([slow.local_addr().to_string(), fast.local_addr().to_string()])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("valid client");
+    let started = Instant::now();
+    assert_eq!(ledger.quote().await.ok().as_deref(), Some("fast"));
+    eprintln!("forking answered in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "did not wait for the slow provider"
+    );
+    // The slow provider started the call and was told to abort it: it never finishes.
+    let started_there = common::eventually(Duration::from_secs(2), || {
+        slow_counters.quotes_started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(started_there.is_some(), "both providers were asked");
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        slow_counters.quotes_finished.load(Ordering::SeqCst),
+        0,
+        "the loser was cancelled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_reaches_every_provider_and_names_the_ones_that_failed() {
+    let counters = Counters::default();
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c"] {
+        servers.push(
+            provider_with(name, TcpConfig::default(), Duration::ZERO, counters.clone()).await,
+        );
+    }
+    let addresses: Vec<String> = servers.iter().map(|s| s.local_addr().to_string()).collect();
+    let all = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses(addresses.clone())
+        .build()
+        .expect("valid client");
+    assert_eq!(all.notify(7).await.ok(), Some(7));
+    assert_eq!(counters.notified.load(Ordering::SeqCst), 3);
+
+    let dead = dead_address().to_string();
+    let with_dead = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses(addresses.into_iter().chain([dead.clone()]))
+        .build()
+        .expect("valid client");
+    match with_dead.notify(8).await {
+        Err(Error::Broadcast { failed, total }) => {
+            assert_eq!(total, 4);
+            assert_eq!(failed.len(), 1, "{failed:?}");
+            assert_eq!(failed[0].0, dead);
+            assert!(
+                matches!(failed[0].1, Error::Unavailable { .. }),
+                "{failed:?}"
+            );
+        }
+        other => panic!("expected a broadcast error, got {other:?}"),
+    }
+    assert_eq!(
+        counters.notified.load(Ordering::SeqCst),
+        6,
+        "the live providers still got it"
     );
 }

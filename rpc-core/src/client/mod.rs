@@ -222,6 +222,7 @@ pub struct ClientBuilder<S = Client> {
     load_balance: Option<Arc<dyn LoadBalance>>,
     cluster: ClusterMode,
     retries: u32,
+    forks: usize,
     codec: Codec,
     timeout: Duration,
     layers: Vec<BoxLayer>,
@@ -241,6 +242,7 @@ impl<S: FromClient> ClientBuilder<S> {
             load_balance: None,
             cluster: ClusterMode::default(),
             retries: cluster::DEFAULT_RETRIES,
+            forks: cluster::DEFAULT_FORKS,
             codec: Codec::default(),
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
@@ -301,6 +303,12 @@ impl<S: FromClient> ClientBuilder<S> {
     /// Failover retries of methods that do not set `retries` (default 2).
     pub fn retries(mut self, retries: u32) -> ClientBuilder<S> {
         self.retries = retries;
+        self
+    }
+
+    /// How many providers a forking call goes to at once (default 2).
+    pub fn forks(mut self, forks: usize) -> ClientBuilder<S> {
+        self.forks = forks;
         self
     }
 
@@ -385,7 +393,8 @@ impl<S: FromClient> ClientBuilder<S> {
             .unwrap_or_else(|| Arc::new(RoundRobin::default()));
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
             .mode(self.cluster)
-            .retries(self.retries);
+            .retries(self.retries)
+            .forks(self.forks);
         if let Some(descriptor) = S::descriptor() {
             cluster = cluster.with_methods(descriptor)?;
         }

@@ -8,6 +8,9 @@
 //!   (no connection, refused before running, service not there) is always retried; one that
 //!   may have run is retried only when the method is `idempotent`.
 //! - **failfast**: one attempt; its error is the call's.
+//! - **forking**: `forks` (default 2) candidates at once; the first success wins and the
+//!   others are dropped, which cancels them on their providers.
+//! - **broadcast**: every provider; fails if any fails, naming each provider that did.
 //!
 //! Settings come per method from `#[rpc(cluster = "...", retries = N, loadbalance = "...")]`,
 //! else from the client builder. They are resolved once when the client is built, so an
@@ -21,12 +24,16 @@ use tower::Service;
 
 use super::directory::Directory;
 use super::loadbalance::{self, LoadBalance, Picker};
+use super::provider::Provider;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
 
 /// Dubbo's default number of retries for failover (3 attempts in all).
 pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Dubbo's default number of parallel calls for forking.
+pub const DEFAULT_FORKS: usize = 2;
 
 /// How a call survives a failing provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,6 +44,10 @@ pub enum ClusterMode {
     Failover,
     /// One attempt only.
     Failfast,
+    /// Several candidates at once, first success wins.
+    Forking,
+    /// Every provider; fails if any fails.
+    Broadcast,
 }
 
 impl std::str::FromStr for ClusterMode {
@@ -46,8 +57,11 @@ impl std::str::FromStr for ClusterMode {
         match name {
             "failover" => Ok(ClusterMode::Failover),
             "failfast" => Ok(ClusterMode::Failfast),
+            "forking" => Ok(ClusterMode::Forking),
+            "broadcast" => Ok(ClusterMode::Broadcast),
             other => Err(Error::Config(format!(
-                "unknown cluster mode {other:?}; this build has \"failover\" and \"failfast\""
+                "unknown cluster mode {other:?}; this build has \"failover\", \"failfast\", \
+                 \"forking\" and \"broadcast\""
             ))),
         }
     }
@@ -58,6 +72,7 @@ impl std::str::FromStr for ClusterMode {
 struct Policy {
     mode: ClusterMode,
     retries: u32,
+    forks: usize,
     balancer: Arc<dyn LoadBalance>,
 }
 
@@ -79,6 +94,7 @@ impl Policy {
                 None => defaults.mode,
             },
             retries: method.retries.unwrap_or(defaults.retries),
+            forks: defaults.forks,
             balancer: match method.loadbalance {
                 Some(name) if with_balancer => loadbalance::by_name(name).map_err(context)?,
                 _ => defaults.balancer.clone(),
@@ -89,7 +105,7 @@ impl Policy {
     fn attempts(&self) -> u32 {
         match self.mode {
             ClusterMode::Failover => self.retries.saturating_add(1),
-            ClusterMode::Failfast => 1,
+            _ => 1,
         }
     }
 }
@@ -118,6 +134,7 @@ impl Cluster {
             defaults: Policy {
                 mode: ClusterMode::default(),
                 retries: DEFAULT_RETRIES,
+                forks: DEFAULT_FORKS,
                 balancer,
             },
             methods: Arc::new([]),
@@ -133,6 +150,12 @@ impl Cluster {
     /// The failover retries of methods that do not set `retries`.
     pub fn retries(mut self, retries: u32) -> Cluster {
         self.defaults.retries = retries;
+        self
+    }
+
+    /// How many providers a forking call goes to at once (at least 1).
+    pub fn forks(mut self, forks: usize) -> Cluster {
+        self.defaults.forks = forks.max(1);
         self
     }
 
@@ -184,34 +207,93 @@ impl Service<Request> for Cluster {
             if providers.is_empty() {
                 return Err(Error::NoProvider(service.to_string()));
             }
-            let attempts = policy.attempts();
-            let mut picker = Picker::new(&providers, &request, policy.balancer.as_ref());
-            let mut attempt = 0;
-            loop {
-                let Some(provider) = picker.next() else {
-                    return Err(Error::NoProvider(service.to_string()));
-                };
-                let mut this = request.clone();
-                this.attempt = attempt;
-                this.provider = Some(provider.address.clone());
-                let error = match provider.call(this).await {
-                    Ok(response) => return Ok(response),
-                    Err(error) => error,
-                };
-                attempt += 1;
-                if attempt >= attempts || !may_retry(&error, &request) {
-                    return Err(error);
+            match policy.mode {
+                ClusterMode::Failover | ClusterMode::Failfast => {
+                    failover(&providers, request, &policy, &service).await
                 }
-                tracing::debug!(
-                    service = %service,
-                    method = request.method.name,
-                    provider = %provider.address,
-                    %error,
-                    attempt,
-                    "call failed, trying another provider"
-                );
+                ClusterMode::Forking => forking(&providers, request, &policy).await,
+                ClusterMode::Broadcast => broadcast(&providers, request).await,
             }
         })
+    }
+}
+
+/// `request` as sent to `provider` for attempt number `attempt`.
+fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
+    let mut this = request.clone();
+    this.attempt = attempt;
+    this.provider = Some(provider.address.clone());
+    this
+}
+
+/// One attempt, then the next candidate while the failure allows a retry.
+async fn failover(
+    providers: &[Provider],
+    request: Request,
+    policy: &Policy,
+    service: &Name,
+) -> Result<Response> {
+    let attempts = policy.attempts();
+    let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
+    let mut attempt = 0;
+    loop {
+        let Some(provider) = picker.next() else {
+            return Err(Error::NoProvider(service.to_string()));
+        };
+        let error = match provider.call(attempt_of(&request, provider, attempt)).await {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        attempt += 1;
+        if attempt >= attempts || !may_retry(&error, &request) {
+            return Err(error);
+        }
+        tracing::debug!(
+            service = %service,
+            method = request.method.name,
+            provider = %provider.address,
+            %error,
+            attempt,
+            "call failed, trying another provider"
+        );
+    }
+}
+
+/// `forks` candidates at once; the first success wins. Dropping the others cancels them,
+/// and the transport tells their providers to abort.
+async fn forking(providers: &[Provider], request: Request, policy: &Policy) -> Result<Response> {
+    let forks = policy.forks.clamp(1, providers.len());
+    let calls: Vec<_> = Picker::new(providers, &request, policy.balancer.as_ref())
+        .take(forks)
+        .enumerate()
+        .map(|(attempt, provider)| {
+            Box::pin(provider.call(attempt_of(&request, provider, attempt as u32)))
+        })
+        .collect();
+    futures_util::future::select_ok(calls)
+        .await
+        .map(|(response, _losers)| response)
+}
+
+/// Every provider at once; the answer of the last one when all succeed.
+async fn broadcast(providers: &[Provider], request: Request) -> Result<Response> {
+    let calls = providers
+        .iter()
+        .enumerate()
+        .map(|(attempt, provider)| provider.call(attempt_of(&request, provider, attempt as u32)));
+    let results = futures_util::future::join_all(calls).await;
+    let total = results.len();
+    let mut failed = Vec::new();
+    let mut last = None;
+    for (provider, result) in providers.iter().zip(results) {
+        match result {
+            Ok(response) => last = Some(response),
+            Err(error) => failed.push((provider.address.to_string(), error)),
+        }
+    }
+    match last {
+        Some(response) if failed.is_empty() => Ok(response),
+        _ => Err(Error::Broadcast { failed, total }),
     }
 }
 
