@@ -400,3 +400,32 @@ async fn broadcast_reaches_every_provider_and_names_the_ones_that_failed() {
         "the live providers still got it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_attribute_overrides_the_builder_which_overrides_the_default() {
+    let live = provider("live", TcpConfig::default()).await;
+    // Two clients, so each method's round robin walks the two addresses in turn.
+    let failfast_client = || {
+        LedgerClient::builder()
+            .transport(TcpTransport::default())
+            .address(dead_address().to_string())
+            .address(live.local_addr().to_string())
+            .cluster(rpc_core::client::ClusterMode::Failfast)
+            .build()
+            .expect("valid client")
+    };
+    let (for_balance, for_statement) = (failfast_client(), failfast_client());
+    let mut statement_failures = 0;
+    for month in 0..20 {
+        // `#[rpc(cluster = "failover")]` beats the builder's failfast.
+        assert_eq!(for_balance.balance("a".into()).await.ok(), Some(100));
+        // No attribute: the builder's failfast beats the default failover.
+        if for_statement.statement(month, "a".into()).await.is_err() {
+            statement_failures += 1;
+        }
+    }
+    assert_eq!(
+        statement_failures, 10,
+        "every other call met the dead address"
+    );
+}
