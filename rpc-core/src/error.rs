@@ -96,6 +96,10 @@ pub enum Error {
         /// How many providers were called.
         total: usize,
     },
+    /// A call in failsafe mode failed. Generated stubs turn it into the return type's
+    /// `Default`; an untyped call sees it, with the failure inside.
+    #[error("failsafe call failed: {0}")]
+    Failsafe(Box<Error>),
     /// No provider is available for the service.
     #[error("no provider available for {0}")]
     NoProvider(String),

@@ -30,16 +30,20 @@ pub mod __private {
     pub use bytes::{Bytes, BytesMut};
     pub use futures_util::future::BoxFuture;
 
+    use std::marker::PhantomData;
+
     use crate::format::{Decode, Encode};
-    use crate::{Client, Codec, MethodDescriptor, Result};
+    use crate::{Client, Codec, Error, MethodDescriptor, Result};
 
     /// Calls `method` with the argument tuple `args`; `key` is the method's hash argument,
-    /// hashed only when the client's balancing needs it.
+    /// hashed only when the client's balancing needs it. A failsafe failure becomes
+    /// `fallback()` (the return type's `Default`) when there is one.
     pub async fn call<F, A, K, R>(
         client: &Client,
         method: &'static MethodDescriptor,
         args: &A,
         key: &K,
+        fallback: Option<fn() -> R>,
     ) -> Result<R>
     where
         F: Encode<A> + Encode<K> + Decode<R>,
@@ -49,7 +53,55 @@ pub mod __private {
         let hash_key = client
             .needs_hash_key(method)
             .then(|| <F as Encode<K>>::hash_key(key));
-        client.call_in::<F, A, R>(method, args, hash_key).await
+        match client.call_in::<F, A, R>(method, args, hash_key).await {
+            Err(Error::Failsafe(error)) => match fallback {
+                Some(default) => Ok(default()),
+                None => Err(*error),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether `R: Default`, decided at compile time for the concrete return type of a
+    /// generated method (autoref specialization): `(&DefaultProbe::<R>::new()).fallback()`
+    /// finds [`ViaDefault`] when `R: Default` and falls back to [`WithoutDefault`].
+    pub struct DefaultProbe<R>(PhantomData<fn() -> R>);
+
+    impl<R> DefaultProbe<R> {
+        /// A probe for `R`.
+        pub const fn new() -> DefaultProbe<R> {
+            DefaultProbe(PhantomData)
+        }
+    }
+
+    impl<R> Default for DefaultProbe<R> {
+        fn default() -> DefaultProbe<R> {
+            DefaultProbe::new()
+        }
+    }
+
+    /// The probe's answer when `R: Default`.
+    pub trait ViaDefault<R> {
+        /// `Some(R::default)`.
+        fn fallback(&self) -> Option<fn() -> R>;
+    }
+
+    impl<R: Default> ViaDefault<R> for DefaultProbe<R> {
+        fn fallback(&self) -> Option<fn() -> R> {
+            Some(R::default)
+        }
+    }
+
+    /// The probe's answer otherwise.
+    pub trait WithoutDefault<R> {
+        /// `None`.
+        fn fallback(&self) -> Option<fn() -> R>;
+    }
+
+    impl<R> WithoutDefault<R> for &DefaultProbe<R> {
+        fn fallback(&self) -> Option<fn() -> R> {
+            None
+        }
     }
 
     /// [`call`] for one-way methods.
@@ -67,7 +119,10 @@ pub mod __private {
         let hash_key = client
             .needs_hash_key(method)
             .then(|| <F as Encode<K>>::hash_key(key));
-        client.call_oneway_in::<F, A>(method, args, hash_key).await
+        match client.call_oneway_in::<F, A>(method, args, hash_key).await {
+            Err(Error::Failsafe(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Decodes the argument tuple of a call.

@@ -17,6 +17,14 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(index, method)| stub_method(service, index, method));
+    let has_default = service.methods.iter().enumerate().map(|(index, method)| {
+        let output = &method.output;
+        quote! {
+            #index => (&::rpc_core::__private::DefaultProbe::<#output>::new())
+                .fallback()
+                .is_some(),
+        }
+    });
     let doc = format!(
         "Client stub of [`{trait_ident}`]: each method encodes its arguments, calls a provider \
          and decodes the result.\n\nBuild one with [`{client}::builder`]; per-call options \
@@ -36,6 +44,15 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
 
             fn descriptor() -> ::core::option::Option<&'static ::rpc_core::ServiceDescriptor> {
                 ::core::option::Option::Some(&#descriptor)
+            }
+
+            fn has_default(method: usize) -> bool {
+                #[allow(unused_imports)]
+                use ::rpc_core::__private::{ViaDefault as _, WithoutDefault as _};
+                match method {
+                    #(#has_default)*
+                    _ => false,
+                }
             }
         }
 
@@ -111,7 +128,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
     let format = service.format();
     // Spanned at the method name, to keep errors about a non-serializable type near the
     // user's code; `wire_types` reports the type itself.
-    let call = |function: &str, generics: TokenStream| {
+    let call = |function: &str, generics: TokenStream, extra: TokenStream| {
         let function = format_ident!("{}", function);
         quote_spanned! {method.ident.span()=>
             ::rpc_core::__private::#function::<#format, #generics>(
@@ -119,11 +136,12 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
                 &#descriptor.methods[#index],
                 &(#(#refs,)*),
                 &#key,
+                #extra
             ).await
         }
     };
     if method.options.oneway {
-        let call = call("call_oneway", quote!(_, _));
+        let call = call("call_oneway", quote!(_, _), quote!());
         quote! {
             #docs
             ///
@@ -136,7 +154,13 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         }
     } else {
         let output = &method.output;
-        let call = call("call", quote!(_, _, _));
+        // What failsafe gives the caller: the return type's Default, if it has one.
+        let fallback = quote! {{
+            #[allow(unused_imports)]
+            use ::rpc_core::__private::{ViaDefault as _, WithoutDefault as _};
+            (&::rpc_core::__private::DefaultProbe::<#output>::new()).fallback()
+        }};
+        let call = call("call", quote!(_, _, _), fallback);
         quote! {
             #docs
             #vis async fn #ident(&self, #(#params),*)

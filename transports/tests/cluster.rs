@@ -33,6 +33,9 @@ pub trait Ledger {
     /// Tells every provider.
     #[rpc(cluster = "broadcast")]
     async fn notify(&self, n: u32) -> u32;
+    /// Best effort: a failure gives 0.
+    #[rpc(cluster = "failsafe", timeout_ms = 200)]
+    async fn audit(&self, n: u32) -> u32;
 }
 
 #[derive(Clone, Default)]
@@ -72,6 +75,11 @@ impl Ledger for Books {
     async fn notify(&self, n: u32) -> u32 {
         self.counters.notified.fetch_add(1, Ordering::SeqCst);
         n
+    }
+
+    async fn audit(&self, n: u32) -> u32 {
+        tokio::time::sleep(self.delay).await;
+        n + 1
     }
 }
 
@@ -428,4 +436,63 @@ async fn a_method_attribute_overrides_the_builder_which_overrides_the_default() 
         statement_failures, 10,
         "every other call met the dead address"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failsafe_gives_the_default_for_a_dead_or_hanging_provider() {
+    let live = provider("live", TcpConfig::default()).await;
+    let hanging = provider_with(
+        "hanging",
+        TcpConfig::default(),
+        Duration::from_secs(2),
+        Counters::default(),
+    )
+    .await;
+    let client = |address: String| {
+        LedgerClient::builder()
+            .transport(TcpTransport::default())
+            .address(address)
+            .build()
+            .expect("valid client")
+    };
+    assert_eq!(
+        client(live.local_addr().to_string()).audit(1).await.ok(),
+        Some(2)
+    );
+    assert_eq!(
+        client(dead_address().to_string()).audit(1).await.ok(),
+        Some(0)
+    );
+    let started = Instant::now();
+    assert_eq!(
+        client(hanging.local_addr().to_string()).audit(1).await.ok(),
+        Some(0)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the 200 ms deadline still holds"
+    );
+}
+
+#[test]
+fn failsafe_for_a_method_without_a_default_fails_when_the_client_is_built() {
+    #[rpc_core::service(name = "test.Strict")]
+    trait Strict {
+        async fn total(&self) -> u64;
+        async fn check(&self) -> Result<u64, String>;
+    }
+    let builder = || {
+        StrictClient::builder()
+            .transport(TcpTransport::default())
+            .address("127.0.0.1:1")
+    };
+    let built = builder()
+        .cluster(rpc_core::client::ClusterMode::Failsafe)
+        .build();
+    assert!(
+        matches!(&built, Err(Error::Config(message)) if message.contains("check") && message.contains("Default")),
+        "{:?}",
+        built.err()
+    );
+    assert!(builder().build().is_ok(), "failover needs no Default");
 }

@@ -52,6 +52,13 @@ pub trait FromClient {
     fn descriptor() -> Option<&'static ServiceDescriptor> {
         None
     }
+
+    /// Whether method number `method` of [`FromClient::descriptor`] returns a type with a
+    /// `Default` (which failsafe needs).
+    fn has_default(method: usize) -> bool {
+        let _ = method;
+        false
+    }
 }
 
 /// An untyped handle to one remote service. Generated stubs wrap it; clone it freely.
@@ -397,6 +404,15 @@ impl<S: FromClient> ClientBuilder<S> {
             .forks(self.forks);
         if let Some(descriptor) = S::descriptor() {
             cluster = cluster.with_methods(descriptor)?;
+            for (index, method) in descriptor.methods.iter().enumerate() {
+                if cluster.mode_of(method) == ClusterMode::Failsafe && !S::has_default(index) {
+                    return Err(Error::Config(format!(
+                        "method {}: failsafe needs a return type with a Default, to give the \
+                         caller when the call fails; use another cluster mode for it",
+                        method.name
+                    )));
+                }
+            }
         }
         // Without user layers the stack stays one box deep: every box is an allocation
         // per call on the hot path.

@@ -11,6 +11,9 @@
 //! - **forking**: `forks` (default 2) candidates at once; the first success wins and the
 //!   others are dropped, which cancels them on their providers.
 //! - **broadcast**: every provider; fails if any fails, naming each provider that did.
+//! - **failsafe**: one attempt; a failure (a timeout included) is logged and the caller
+//!   gets the return type's `Default` (the client refuses to build for a failsafe method
+//!   whose return type has none).
 //!
 //! Settings come per method from `#[rpc(cluster = "...", retries = N, loadbalance = "...")]`,
 //! else from the client builder. They are resolved once when the client is built, so an
@@ -48,6 +51,8 @@ pub enum ClusterMode {
     Forking,
     /// Every provider; fails if any fails.
     Broadcast,
+    /// One attempt; a failure gives the return type's `Default`.
+    Failsafe,
 }
 
 impl std::str::FromStr for ClusterMode {
@@ -59,9 +64,10 @@ impl std::str::FromStr for ClusterMode {
             "failfast" => Ok(ClusterMode::Failfast),
             "forking" => Ok(ClusterMode::Forking),
             "broadcast" => Ok(ClusterMode::Broadcast),
+            "failsafe" => Ok(ClusterMode::Failsafe),
             other => Err(Error::Config(format!(
                 "unknown cluster mode {other:?}; this build has \"failover\", \"failfast\", \
-                 \"forking\" and \"broadcast\""
+                 \"forking\", \"broadcast\" and \"failsafe\""
             ))),
         }
     }
@@ -171,17 +177,31 @@ impl Cluster {
         Ok(self)
     }
 
+    /// The cluster mode calls of `method` use.
+    pub fn mode_of(&self, method: &'static MethodDescriptor) -> ClusterMode {
+        self.resolved(method)
+            .map_or(self.defaults.mode, |policy| policy.mode)
+    }
+
     /// True when calls of `method` need [`Request::hash_key`].
     pub fn needs_hash_key(&self, method: &'static MethodDescriptor) -> bool {
-        method.hash_arg.is_some()
-            || self
-                .policy(method)
-                .is_ok_and(|p| p.balancer.needs_hash_key())
+        let balancer = match self.resolved(method) {
+            Some(policy) => &policy.balancer,
+            None => &self.defaults.balancer,
+        };
+        method.hash_arg.is_some() || balancer.needs_hash_key()
+    }
+
+    fn resolved(&self, method: &'static MethodDescriptor) -> Option<&Policy> {
+        self.methods
+            .iter()
+            .find(|(m, _)| std::ptr::eq(*m, method))
+            .map(|(_, policy)| policy)
     }
 
     fn policy(&self, method: &'static MethodDescriptor) -> Result<Policy> {
-        match self.methods.iter().find(|(m, _)| std::ptr::eq(*m, method)) {
-            Some((_, policy)) => Ok(policy.clone()),
+        match self.resolved(method) {
+            Some(policy) => Ok(policy.clone()),
             // A method the client was not built for (an untyped client): its mode and
             // retries are read now; it uses the client's load balancer.
             None => Policy::for_method(method, &self.defaults, false),
@@ -213,6 +233,22 @@ impl Service<Request> for Cluster {
                 }
                 ClusterMode::Forking => forking(&providers, request, &policy).await,
                 ClusterMode::Broadcast => broadcast(&providers, request).await,
+                ClusterMode::Failsafe => {
+                    // The caller's deadline is enforced here too, so that a timeout is
+                    // swallowed like any other failure (both timers share the instant;
+                    // the inner one is polled first).
+                    let deadline = request.deadline;
+                    let budget = request.timeout;
+                    let method = request.method.name;
+                    let once = failover(&providers, request, &policy, &service);
+                    let error = match tokio::time::timeout_at(deadline.into(), once).await {
+                        Ok(Ok(response)) => return Ok(response),
+                        Ok(Err(error)) => error,
+                        Err(_) => Error::Timeout(budget),
+                    };
+                    tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default");
+                    Err(Error::Failsafe(Box::new(error)))
+                }
             }
         })
     }
