@@ -36,6 +36,9 @@ pub trait Ledger {
     /// Best effort: a failure gives 0.
     #[rpc(cluster = "failsafe", timeout_ms = 200)]
     async fn audit(&self, n: u32) -> u32;
+    /// A failure gives 0 now and is retried in the background.
+    #[rpc(cluster = "failback")]
+    async fn settle(&self, n: u32) -> u32;
 }
 
 #[derive(Clone, Default)]
@@ -43,6 +46,10 @@ struct Counters {
     quotes_started: Arc<AtomicU64>,
     quotes_finished: Arc<AtomicU64>,
     notified: Arc<AtomicU64>,
+    settle_attempts: Arc<AtomicU64>,
+    /// `settle` fails while fewer attempts than this were made.
+    settle_fails: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -80,6 +87,15 @@ impl Ledger for Books {
     async fn audit(&self, n: u32) -> u32 {
         tokio::time::sleep(self.delay).await;
         n + 1
+    }
+
+    async fn settle(&self, n: u32) -> u32 {
+        let attempt = self.counters.settle_attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        if attempt <= self.counters.settle_fails.load(Ordering::SeqCst) {
+            panic!("ledger busy (attempt {attempt})");
+        }
+        self.counters.settled.fetch_add(1, Ordering::SeqCst);
+        n
     }
 }
 
@@ -495,4 +511,65 @@ fn failsafe_for_a_method_without_a_default_fails_when_the_client_is_built() {
         built.err()
     );
     assert!(builder().build().is_ok(), "failover needs no Default");
+}
+
+fn failback_client(server: &Server, settings: rpc_core::client::FailbackPolicy) -> LedgerClient {
+    LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .address(server.local_addr().to_string())
+        .failback(settings)
+        .build()
+        .expect("valid client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failback_answers_at_once_and_retries_the_failed_call_in_the_background() {
+    let counters = Counters::default();
+    counters.settle_fails.store(1, Ordering::SeqCst);
+    let server = provider_with("p", TcpConfig::default(), Duration::ZERO, counters.clone()).await;
+    let settings = rpc_core::client::FailbackPolicy::default().interval(Duration::from_millis(100));
+    let ledger = failback_client(&server, settings);
+    assert_eq!(
+        ledger.settle(5).await.ok(),
+        Some(0),
+        "the failure gives the default"
+    );
+    let settled = common::eventually(Duration::from_secs(5), || {
+        counters.settled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    eprintln!("settled in the background after {settled:?}");
+    assert!(settled.is_some(), "the retry reached the provider");
+    assert_eq!(counters.settle_attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failbacks_queue_is_bounded_and_each_call_is_retried_a_bounded_number_of_times() {
+    let counters = Counters::default();
+    counters.settle_fails.store(u64::MAX, Ordering::SeqCst);
+    let server = provider_with("p", TcpConfig::default(), Duration::ZERO, counters.clone()).await;
+    let settings = rpc_core::client::FailbackPolicy::default()
+        .interval(Duration::from_millis(50))
+        .retries(3)
+        .capacity(2);
+    let ledger = failback_client(&server, settings);
+    for n in 0..5 {
+        assert_eq!(ledger.settle(n).await.ok(), Some(0));
+    }
+    // 5 first attempts; 2 calls fit the queue, each retried 3 times; the other 3 dropped.
+    let all = common::eventually(Duration::from_secs(5), || {
+        counters.settle_attempts.load(Ordering::SeqCst) == 11
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "{} attempts",
+        counters.settle_attempts.load(Ordering::SeqCst)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        counters.settle_attempts.load(Ordering::SeqCst),
+        11,
+        "no more than that"
+    );
 }

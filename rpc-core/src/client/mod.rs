@@ -27,10 +27,13 @@ use crate::request::Name;
 use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
-pub use cluster::{Cluster, ClusterMode};
+pub use cluster::{Cluster, ClusterMode, FailbackPolicy};
 pub use deadline::{Deadline, DeadlineLayer};
 pub use directory::{Directory, StaticDirectory};
-pub use loadbalance::{LoadBalance, Picker, Random, RoundRobin, Tried};
+pub use loadbalance::{
+    ConsistentHash, LeastActive, LoadBalance, Picker, PowerOfTwoChoices, Random, RoundRobin,
+    ShortestResponse, Tried,
+};
 pub use provider::{Connector, DEFAULT_WEIGHT, Provider, ProviderStats};
 
 /// The consumer pipeline as one tower service.
@@ -230,6 +233,7 @@ pub struct ClientBuilder<S = Client> {
     cluster: ClusterMode,
     retries: u32,
     forks: usize,
+    failback: cluster::FailbackPolicy,
     codec: Codec,
     timeout: Duration,
     layers: Vec<BoxLayer>,
@@ -250,6 +254,7 @@ impl<S: FromClient> ClientBuilder<S> {
             cluster: ClusterMode::default(),
             retries: cluster::DEFAULT_RETRIES,
             forks: cluster::DEFAULT_FORKS,
+            failback: cluster::FailbackPolicy::default(),
             codec: Codec::default(),
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
@@ -316,6 +321,12 @@ impl<S: FromClient> ClientBuilder<S> {
     /// How many providers a forking call goes to at once (default 2).
     pub fn forks(mut self, forks: usize) -> ClientBuilder<S> {
         self.forks = forks;
+        self
+    }
+
+    /// How failback retries failed calls (default: every 5 s, 3 times, 1024 waiting).
+    pub fn failback(mut self, settings: cluster::FailbackPolicy) -> ClientBuilder<S> {
+        self.failback = settings;
         self
     }
 
@@ -401,13 +412,16 @@ impl<S: FromClient> ClientBuilder<S> {
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
             .mode(self.cluster)
             .retries(self.retries)
-            .forks(self.forks);
+            .forks(self.forks)
+            .failback(self.failback);
         if let Some(descriptor) = S::descriptor() {
             cluster = cluster.with_methods(descriptor)?;
             for (index, method) in descriptor.methods.iter().enumerate() {
-                if cluster.mode_of(method) == ClusterMode::Failsafe && !S::has_default(index) {
+                let mode = cluster.mode_of(method);
+                let swallows = matches!(mode, ClusterMode::Failsafe | ClusterMode::Failback);
+                if swallows && !S::has_default(index) {
                     return Err(Error::Config(format!(
-                        "method {}: failsafe needs a return type with a Default, to give the \
+                        "method {}: {mode:?} needs a return type with a Default, to give the \
                          caller when the call fails; use another cluster mode for it",
                         method.name
                     )));

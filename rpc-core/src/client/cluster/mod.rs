@@ -14,10 +14,14 @@
 //! - **failsafe**: one attempt; a failure (a timeout included) is logged and the caller
 //!   gets the return type's `Default` (the client refuses to build for a failsafe method
 //!   whose return type has none).
+//! - **failback**: as failsafe for the caller, and the failed call is queued and retried in
+//!   the background ([`FailbackPolicy`]: every 5 s, 3 times, at most 1024 waiting).
 //!
 //! Settings come per method from `#[rpc(cluster = "...", retries = N, loadbalance = "...")]`,
 //! else from the client builder. They are resolved once when the client is built, so an
 //! unknown name is a configuration error then, not a surprise on the first call.
+
+mod failback;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,6 +35,8 @@ use super::provider::Provider;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
+
+pub use failback::FailbackPolicy;
 
 /// Dubbo's default number of retries for failover (3 attempts in all).
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -53,6 +59,8 @@ pub enum ClusterMode {
     Broadcast,
     /// One attempt; a failure gives the return type's `Default`.
     Failsafe,
+    /// As failsafe, and the failed call is retried in the background.
+    Failback,
 }
 
 impl std::str::FromStr for ClusterMode {
@@ -65,9 +73,10 @@ impl std::str::FromStr for ClusterMode {
             "forking" => Ok(ClusterMode::Forking),
             "broadcast" => Ok(ClusterMode::Broadcast),
             "failsafe" => Ok(ClusterMode::Failsafe),
+            "failback" => Ok(ClusterMode::Failback),
             other => Err(Error::Config(format!(
                 "unknown cluster mode {other:?}; this build has \"failover\", \"failfast\", \
-                 \"forking\", \"broadcast\" and \"failsafe\""
+                 \"forking\", \"broadcast\", \"failsafe\" and \"failback\""
             ))),
         }
     }
@@ -124,6 +133,7 @@ pub struct Cluster {
     directory: Arc<dyn Directory>,
     defaults: Policy,
     methods: Arc<[(&'static MethodDescriptor, Policy)]>,
+    failback: Arc<failback::FailbackQueue>,
 }
 
 impl Cluster {
@@ -135,6 +145,11 @@ impl Cluster {
         balancer: Arc<dyn LoadBalance>,
     ) -> Cluster {
         Cluster {
+            failback: Arc::new(failback::FailbackQueue::new(
+                FailbackPolicy::default(),
+                service.clone(),
+                directory.clone(),
+            )),
             service,
             directory,
             defaults: Policy {
@@ -156,6 +171,16 @@ impl Cluster {
     /// The failover retries of methods that do not set `retries`.
     pub fn retries(mut self, retries: u32) -> Cluster {
         self.defaults.retries = retries;
+        self
+    }
+
+    /// How failback retries failed calls.
+    pub fn failback(mut self, settings: FailbackPolicy) -> Cluster {
+        self.failback = Arc::new(failback::FailbackQueue::new(
+            settings,
+            self.service.clone(),
+            self.directory.clone(),
+        ));
         self
     }
 
@@ -222,6 +247,7 @@ impl Service<Request> for Cluster {
         let providers = self.directory.providers();
         let policy = self.policy(request.method);
         let service = self.service.clone();
+        let failback = self.failback.clone();
         Box::pin(async move {
             let policy = policy?;
             if providers.is_empty() {
@@ -233,20 +259,29 @@ impl Service<Request> for Cluster {
                 }
                 ClusterMode::Forking => forking(&providers, request, &policy).await,
                 ClusterMode::Broadcast => broadcast(&providers, request).await,
-                ClusterMode::Failsafe => {
+                ClusterMode::Failsafe | ClusterMode::Failback => {
                     // The caller's deadline is enforced here too, so that a timeout is
                     // swallowed like any other failure (both timers share the instant;
                     // the inner one is polled first).
                     let deadline = request.deadline;
                     let budget = request.timeout;
                     let method = request.method.name;
+                    let retry = (policy.mode == ClusterMode::Failback).then(|| request.clone());
                     let once = failover(&providers, request, &policy, &service);
                     let error = match tokio::time::timeout_at(deadline.into(), once).await {
                         Ok(Ok(response)) => return Ok(response),
                         Ok(Err(error)) => error,
                         Err(_) => Error::Timeout(budget),
                     };
-                    tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default");
+                    match retry {
+                        Some(request) => {
+                            tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
+                            failback.push(request, policy);
+                        }
+                        None => {
+                            tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
+                        }
+                    }
                     Err(Error::Failsafe(Box::new(error)))
                 }
             }
