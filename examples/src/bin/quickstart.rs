@@ -81,6 +81,7 @@ async fn run() -> Result<Report, Error> {
         let greeter = GreeterClient::builder()
             .transport(transport.clone())
             .addresses(addresses.clone())
+            .load_balance_by_name("roundrobin")
             .codec(codec)
             .build()?;
 
@@ -89,13 +90,7 @@ async fn run() -> Result<Report, Error> {
         for name in ["ada", "bob", "cy"] {
             let reply = greeter.greet(name.into()).await?;
             if let Ok(text) = &reply {
-                answered_by.insert(
-                    text.rsplit("from ")
-                        .next()
-                        .unwrap_or("")
-                        .trim_end_matches(')')
-                        .to_owned(),
-                );
+                answered_by.insert(self::answered_by(text));
             }
             report.check(
                 &format!("greet({name:?})"),
@@ -176,6 +171,66 @@ async fn run() -> Result<Report, Error> {
         );
     }
 
+    println!("\nload balancing: 300 greet calls over 10 names, per balancer:");
+    for balancer in [
+        "random",
+        "roundrobin",
+        "leastactive",
+        "p2c",
+        "shortestresponse",
+        "consistenthash",
+    ] {
+        let greeter = GreeterClient::builder()
+            .transport(transport.clone())
+            .addresses(addresses.clone())
+            .load_balance_by_name(balancer)
+            .build()?;
+        let mut spread = std::collections::BTreeMap::<String, usize>::new();
+        let mut owner_of =
+            std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+        for i in 0..300 {
+            let name = format!("user-{}", i % 10);
+            if let Ok(text) = greeter.greet(name.clone()).await? {
+                let provider = answered_by(&text);
+                *spread.entry(provider.clone()).or_default() += 1;
+                owner_of.entry(name).or_default().insert(provider);
+            }
+        }
+        let ok = match balancer {
+            // One name, one provider: the ring maps each key to the same place every time.
+            "consistenthash" => owner_of.values().all(|owners| owners.len() == 1),
+            "roundrobin" => spread.values().all(|count| *count == 100),
+            _ => spread.values().sum::<usize>() == 300 && !spread.is_empty(),
+        };
+        report.check(&format!("{balancer} spread"), ok, format!("{spread:?}"));
+    }
+
+    println!("\nfailover: 60 add calls, provider-3 stopped after 20:");
+    let greeter = GreeterClient::builder()
+        .transport(transport.clone())
+        .addresses(addresses.clone())
+        .load_balance_by_name("roundrobin")
+        .build()?;
+    let mut answered = 0;
+    let mut failures = Vec::new();
+    for i in 0..60 {
+        if i == 20 {
+            let stopped = providers.remove(2);
+            let address = stopped.local_addr();
+            stopped.shutdown().await;
+            println!("  stopped provider-3 ({address})");
+        }
+        match greeter.add(i, 1).await {
+            Ok(sum) if sum == i + 1 => answered += 1,
+            other => failures.push(format!("{other:?}")),
+        }
+    }
+    report.check(
+        "failover around a stopped provider",
+        answered == 60,
+        format!("{answered}/60 answered {failures:?}"),
+    );
+
     println!("\nshutting down providers (draining in-flight calls)");
     for provider in providers {
         let address = provider.local_addr();
@@ -185,6 +240,16 @@ async fn run() -> Result<Report, Error> {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(report)
+}
+
+/// The provider named in a greeting (`Hello, bob! (from provider-2)`).
+fn answered_by(greeting: &str) -> String {
+    greeting
+        .rsplit("from ")
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(')')
+        .to_owned()
 }
 
 fn display<T: std::fmt::Debug>(result: &Result<T, Error>) -> String {

@@ -230,6 +230,7 @@ pub struct ClientBuilder<S = Client> {
     transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     load_balance: Option<Arc<dyn LoadBalance>>,
+    load_balance_name: Option<String>,
     cluster: ClusterMode,
     retries: u32,
     forks: usize,
@@ -251,6 +252,7 @@ impl<S: FromClient> ClientBuilder<S> {
             transport: None,
             directory: None,
             load_balance: None,
+            load_balance_name: None,
             cluster: ClusterMode::default(),
             retries: cluster::DEFAULT_RETRIES,
             forks: cluster::DEFAULT_FORKS,
@@ -303,6 +305,16 @@ impl<S: FromClient> ClientBuilder<S> {
     /// [`RoundRobin`]).
     pub fn load_balance(mut self, load_balance: impl LoadBalance) -> ClientBuilder<S> {
         self.load_balance = Some(Arc::new(load_balance));
+        self.load_balance_name = None;
+        self
+    }
+
+    /// The load balancer called `name` (`random`, `roundrobin`, `leastactive`,
+    /// `consistenthash`, `p2c`, `shortestresponse`) for methods that do not name one; an
+    /// unknown name fails [`ClientBuilder::build`].
+    pub fn load_balance_by_name(mut self, name: impl Into<String>) -> ClientBuilder<S> {
+        self.load_balance_name = Some(name.into());
+        self.load_balance = None;
         self
     }
 
@@ -406,9 +418,11 @@ impl<S: FromClient> ClientBuilder<S> {
                 )));
             }
         };
-        let load_balance = self
-            .load_balance
-            .unwrap_or_else(|| Arc::new(RoundRobin::default()));
+        let load_balance = match (self.load_balance, self.load_balance_name) {
+            (Some(load_balance), _) => load_balance,
+            (None, Some(name)) => loadbalance::by_name(&name)?,
+            (None, None) => Arc::new(RoundRobin::default()),
+        };
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
             .mode(self.cluster)
             .retries(self.retries)

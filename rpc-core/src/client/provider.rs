@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -33,6 +33,10 @@ pub struct Provider {
     pub metadata: Arc<BTreeMap<String, String>>,
     /// Live counters kept by this consumer; shared by every clone of this provider.
     pub stats: Arc<ProviderStats>,
+    /// When the provider started, if known: weighted balancers ramp its weight up over its
+    /// first [`WARMUP`](crate::client::loadbalance::WARMUP) of uptime (Dubbo's warm-up),
+    /// so a cold process is not handed a full share at once. `None`: full weight.
+    pub start: Option<SystemTime>,
     /// The (lazily connected) channel to it, inside the client's provider layers.
     pub channel: Channel,
 }
@@ -42,6 +46,7 @@ impl std::fmt::Debug for Provider {
         f.debug_struct("Provider")
             .field("address", &self.address)
             .field("weight", &self.weight)
+            .field("start", &self.start)
             .field("in_flight", &self.stats.in_flight())
             .finish_non_exhaustive()
     }
@@ -55,6 +60,7 @@ impl Provider {
             weight: DEFAULT_WEIGHT,
             metadata: Arc::default(),
             stats: Arc::default(),
+            start: None,
             channel,
         }
     }
@@ -62,6 +68,13 @@ impl Provider {
     /// The same provider with `weight`.
     pub fn with_weight(mut self, weight: u32) -> Provider {
         self.weight = weight;
+        self
+    }
+
+    /// The same provider, started at `start` (its uptime drives the warm-up of weighted
+    /// balancers; see [`crate::client::loadbalance::effective_weight`]).
+    pub fn with_start(mut self, start: SystemTime) -> Provider {
+        self.start = Some(start);
         self
     }
 
@@ -100,8 +113,10 @@ pub struct ProviderStats {
     in_flight: AtomicUsize,
     succeeded: AtomicU64,
     failed: AtomicU64,
-    /// Exponentially weighted moving average of call latency, in microseconds.
-    latency_ewma_us: AtomicU64,
+    /// Call latency in microseconds, two moving averages packed in one word so a call
+    /// still costs one load and one store to record: the plain average in the low 32 bits,
+    /// the peak-sensitive one in the high 32 bits (see [`ProviderStats::peak_latency_us`]).
+    latency_us: AtomicU64,
     last_error: Mutex<Option<Error>>,
 }
 
@@ -124,7 +139,16 @@ impl ProviderStats {
     /// Recent latency (moving average, weight 1/8 per call), in microseconds; 0 before
     /// the first answer.
     pub fn latency_us(&self) -> u64 {
-        self.latency_ewma_us.load(Ordering::Relaxed)
+        self.latency_us.load(Ordering::Relaxed) & LOW_HALF
+    }
+
+    /// Recent latency, peak-sensitive (Finagle's "peak EWMA"), in microseconds; 0 before
+    /// the first answer. An answer slower than it replaces it at once; a faster one pulls
+    /// it down by 1/8 of the gap, as [`ProviderStats::latency_us`] moves. So one slow
+    /// answer marks a provider slow right away, and it earns its way back over several
+    /// answers; never below the plain average.
+    pub fn peak_latency_us(&self) -> u64 {
+        self.latency_us.load(Ordering::Relaxed) >> 32
     }
 
     /// The error of the last failed call.
@@ -137,13 +161,38 @@ impl ProviderStats {
 
     fn record_latency(&self, micros: u64) {
         // Racing updates may lose one sample; a statistic does not need a CAS loop.
-        let old = self.latency_ewma_us.load(Ordering::Relaxed);
-        let new = if old == 0 {
-            micros.max(1)
+        // Saturating at 2^32 µs (71 minutes) is far beyond any call's timeout.
+        let micros = micros.clamp(1, LOW_HALF);
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let (average, peak) = (old & LOW_HALF, old >> 32);
+        let average = if average == 0 {
+            micros
         } else {
-            (old * 7 + micros) / 8
+            ((average * 7 + micros) / 8).max(1)
         };
-        self.latency_ewma_us.store(new.max(1), Ordering::Relaxed);
+        let peak = if micros >= peak {
+            micros
+        } else {
+            ((peak * 7 + micros) / 8).max(1)
+        };
+        self.latency_us
+            .store(peak << 32 | average, Ordering::Relaxed);
+    }
+}
+
+/// The low 32 bits of [`ProviderStats::latency_us`]'s packed word.
+const LOW_HALF: u64 = u32::MAX as u64;
+
+#[cfg(test)]
+impl ProviderStats {
+    /// Sets the in-flight count, as if `count` calls were under way.
+    pub(crate) fn set_in_flight(&self, count: usize) {
+        self.in_flight.store(count, Ordering::Relaxed);
+    }
+
+    /// Records one answer that took `micros`, as a finished call does.
+    pub(crate) fn observe_latency(&self, micros: u64) {
+        self.record_latency(micros);
     }
 }
 
@@ -239,4 +288,43 @@ where
     <L::Service as tower::Service<Request>>::Future: Send + 'static,
 {
     Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_latency_jumps_up_at_once_and_decays_like_the_average() {
+        let stats = ProviderStats::default();
+        assert_eq!((stats.latency_us(), stats.peak_latency_us()), (0, 0));
+        stats.observe_latency(800);
+        assert_eq!((stats.latency_us(), stats.peak_latency_us()), (800, 800));
+        stats.observe_latency(8_800);
+        assert_eq!(
+            stats.latency_us(),
+            1_800,
+            "the average moves by 1/8 of the gap"
+        );
+        assert_eq!(
+            stats.peak_latency_us(),
+            8_800,
+            "the peak takes a slower answer at once"
+        );
+        stats.observe_latency(800);
+        assert_eq!(
+            stats.peak_latency_us(),
+            7_800,
+            "a faster answer decays it by 1/8"
+        );
+        for _ in 0..100 {
+            stats.observe_latency(800);
+            assert!(stats.peak_latency_us() >= stats.latency_us());
+        }
+        assert!(
+            stats.peak_latency_us() < 1_000,
+            "{}",
+            stats.peak_latency_us()
+        );
+    }
 }

@@ -3,14 +3,37 @@
 //! A [`LoadBalance`] chooses one provider, skipping the ones a call already tried; the
 //! cluster walks its choices through a [`Picker`], so failover reads as "take the next
 //! candidate" and forking as "take two" (Volo's picker, as an iterator).
+//!
+//! | name | balancer | picks |
+//! | --- | --- | --- |
+//! | `random` | [`Random`] | at random, by weight (Dubbo's default) |
+//! | `roundrobin` | [`RoundRobin`] | in turn, by weight, interleaved (nginx's smooth round robin) |
+//! | `leastactive` | [`LeastActive`] | the fewest calls in flight; ties by weight |
+//! | `consistenthash` | [`ConsistentHash`] | by the call's hash key, on a ring of addresses |
+//! | `p2c` | [`PowerOfTwoChoices`] | the cheaper of two at random (latency x load) |
+//! | `shortestresponse` | [`ShortestResponse`] | the lowest average latency x load; ties by weight |
+//!
+//! The weighted ones ramp a provider that just started up to its weight over [`WARMUP`]
+//! ([`effective_weight`]).
 
+mod consistent_hash;
+mod least_active;
+mod lowest_cost;
+mod power_of_two_choices;
 mod random;
 mod round_robin;
+mod shortest_response;
+mod warmup;
 
 use std::sync::Arc;
 
+pub use consistent_hash::{ConsistentHash, DEFAULT_VIRTUAL_NODES};
+pub use least_active::LeastActive;
+pub use power_of_two_choices::PowerOfTwoChoices;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use shortest_response::ShortestResponse;
+pub use warmup::{WARMUP, effective_weight};
 
 use super::provider::Provider;
 use crate::{Error, Request, Result};
@@ -28,15 +51,41 @@ pub trait LoadBalance: Send + Sync + 'static {
     }
 }
 
-/// The load balancer called `name` in configuration (`#[rpc(loadbalance = "...")]`).
+/// The names [`by_name`] knows, as in Dubbo (`p2c` is not Dubbo's).
+pub const NAMES: [&str; 6] = [
+    "random",
+    "roundrobin",
+    "leastactive",
+    "consistenthash",
+    "p2c",
+    "shortestresponse",
+];
+
+/// The load balancer called `name` in configuration (`#[rpc(loadbalance = "...")]`), one
+/// of [`NAMES`]; a new one each time (a balancer may keep state across calls).
 pub fn by_name(name: &str) -> Result<Arc<dyn LoadBalance>> {
     match name {
         "random" => Ok(Arc::new(Random::default())),
         "roundrobin" => Ok(Arc::new(RoundRobin::default())),
+        "leastactive" => Ok(Arc::new(LeastActive::default())),
+        "consistenthash" => Ok(Arc::new(ConsistentHash::default())),
+        "p2c" => Ok(Arc::new(PowerOfTwoChoices::default())),
+        "shortestresponse" => Ok(Arc::new(ShortestResponse::default())),
         other => Err(Error::Config(format!(
-            "unknown load balancer {other:?}; this build has \"random\" and \"roundrobin\""
+            "unknown load balancer {other:?}; this build has {}",
+            NAMES.map(|name| format!("{name:?}")).join(", ")
         ))),
     }
+}
+
+/// True when `addresses` lists the addresses of `providers`, in order: what balancers with
+/// per-provider state check before reusing it. Directories hand out the same provider
+/// values call after call, so the comparison is mostly of pointers.
+fn same_addresses(addresses: &[Arc<str>], providers: &[Provider]) -> bool {
+    addresses.len() == providers.len()
+        && addresses.iter().zip(providers).all(|(address, provider)| {
+            Arc::ptr_eq(address, &provider.address) || **address == *provider.address
+        })
 }
 
 /// The providers one call has already been sent to.
@@ -140,6 +189,15 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `providers(weights.len())` with those weights.
+    pub(crate) fn weighted(weights: &[u32]) -> Vec<Provider> {
+        providers(weights.len())
+            .into_iter()
+            .zip(weights)
+            .map(|(provider, weight)| provider.with_weight(*weight))
+            .collect()
+    }
+
     pub(crate) fn request() -> Request {
         Request {
             service: "S".into(),
@@ -184,8 +242,89 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn unknown_names_are_configuration_errors() {
-        assert!(by_name("roundrobin").is_ok());
-        assert!(matches!(by_name("fastest"), Err(Error::Config(m)) if m.contains("fastest")));
+    fn every_name_is_known_and_unknown_ones_list_them() {
+        for name in NAMES {
+            let balancer = by_name(name);
+            assert!(balancer.is_ok(), "{name}");
+            let hashes = balancer.is_ok_and(|balancer| balancer.needs_hash_key());
+            assert_eq!(hashes, name == "consistenthash", "{name}");
+        }
+        let Err(Error::Config(message)) = by_name("fastest") else {
+            panic!("an unknown name is a configuration error");
+        };
+        assert!(message.contains("fastest"), "{message}");
+        for name in NAMES {
+            assert!(message.contains(&format!("\"{name}\"")), "{message}");
+        }
+    }
+
+    /// Any weights, start times, statistics, tried sets and keys: every balancer answers
+    /// an untried index in range, or `None` only when every provider was tried.
+    #[test]
+    fn every_balancer_answers_an_untried_index_or_none() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        use std::time::{Duration, SystemTime};
+
+        let balancers: Vec<(&str, Box<dyn LoadBalance>)> = vec![
+            ("random", Box::new(Random::default())),
+            ("roundrobin", Box::new(RoundRobin::default())),
+            ("leastactive", Box::new(LeastActive::default())),
+            ("consistenthash", Box::new(ConsistentHash::default())),
+            ("p2c", Box::new(PowerOfTwoChoices::default())),
+            ("shortestresponse", Box::new(ShortestResponse::default())),
+        ];
+        let provider = (
+            0u32..1000,
+            proptest::option::of(0u64..1_200),
+            0usize..4,
+            0u64..3_000,
+        );
+        let case = (
+            proptest::collection::vec(provider, 1..20),
+            proptest::collection::vec(0usize..24, 0..24),
+            proptest::option::of(any::<u64>()),
+        );
+        let config = Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+        let mut runner = TestRunner::new_with_rng(config, rng);
+        let now = SystemTime::now();
+        let result = runner.run(&case, |(specs, tried, hash_key)| {
+            let list: Vec<Provider> = providers(specs.len())
+                .into_iter()
+                .zip(&specs)
+                .map(|(provider, (weight, uptime, in_flight, latency))| {
+                    let mut provider = provider.with_weight(*weight);
+                    if let Some(uptime) = uptime {
+                        provider = provider.with_start(now - Duration::from_secs(*uptime));
+                    }
+                    provider.stats.set_in_flight(*in_flight);
+                    if *latency > 0 {
+                        provider.stats.observe_latency(*latency);
+                    }
+                    provider
+                })
+                .collect();
+            let tried = Tried { indices: tried };
+            let mut request = request();
+            request.hash_key = hash_key;
+            let untried = (0..list.len()).any(|index| !tried.contains(index));
+            for (name, balancer) in &balancers {
+                let picked = balancer.select(&list, &request, &tried);
+                match picked {
+                    Some(index) => {
+                        prop_assert!(index < list.len(), "{name}: {index} of {}", list.len());
+                        prop_assert!(!tried.contains(index), "{name}: {index} was tried");
+                    }
+                    None => prop_assert!(!untried, "{name}: none though some are untried"),
+                }
+            }
+            Ok(())
+        });
+        assert!(result.is_ok(), "{result:?}");
     }
 }

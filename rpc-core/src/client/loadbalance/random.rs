@@ -1,12 +1,14 @@
-//! Weighted random: Dubbo's default balancer.
+//! Weighted random: Dubbo's default balancer, and the tie-break of the others.
 
+use super::warmup::Weigher;
 use super::{LoadBalance, Tried};
 use crate::Request;
 use crate::client::Provider;
 
-/// Picks a provider at random, each with a chance proportional to its weight; a retry
-/// draws again among the providers not yet tried. When every remaining weight is zero the
-/// draw is uniform.
+/// Picks a provider at random, each with a chance proportional to its effective weight
+/// ([`super::effective_weight`]: its weight, ramped up while it warms up); a retry draws
+/// again among the providers not yet tried. When every remaining weight is zero the draw
+/// is uniform.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Random {
     _private: (),
@@ -14,58 +16,215 @@ pub struct Random {
 
 impl LoadBalance for Random {
     fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
-        let candidates = || (0..providers.len()).filter(|index| !tried.contains(*index));
-        let total: u64 = candidates().map(|i| u64::from(providers[i].weight)).sum();
-        if total == 0 {
-            let count = candidates().count();
-            return (count > 0).then(|| candidates().nth(fastrand::usize(..count)))?;
+        draw(providers, tried)
+    }
+}
+
+/// A weighted random pick among the untried providers.
+pub(super) fn draw(providers: &[Provider], tried: &Tried) -> Option<usize> {
+    // The first attempt of a call has tried nothing: its loop skips the check.
+    if tried.is_empty() {
+        draw_any(providers)
+    } else {
+        draw_among(providers, |index| !tried.contains(index))
+    }
+}
+
+/// [`draw`] among every provider: the first attempt of every call, so its loop does the
+/// least it can (a sum, and whether all weights are equal).
+fn draw_any(providers: &[Provider]) -> Option<usize> {
+    let (first, rest) = providers.split_first()?;
+    let mut weigher = Weigher::default();
+    let first_weight = weigher.weight(first);
+    let mut total = u64::from(first_weight);
+    let mut differ = 0;
+    for provider in rest {
+        let weight = weigher.weight(provider);
+        total += u64::from(weight);
+        differ |= weight ^ first_weight;
+    }
+    // Equal weights (zero included): uniform, with no second pass.
+    if differ == 0 {
+        return Some(fastrand::usize(..providers.len()));
+    }
+    let mut point = fastrand::u64(..total);
+    for (index, provider) in providers.iter().enumerate() {
+        let weight = u64::from(weigher.weight(provider));
+        if point < weight {
+            return Some(index);
         }
-        let mut point = fastrand::u64(..total);
-        for index in candidates() {
-            let weight = u64::from(providers[index].weight);
+        point -= weight;
+    }
+    // Only reachable if weights changed between the passes, which they do not.
+    Some(0)
+}
+
+fn draw_among(providers: &[Provider], is_candidate: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut weigher = Weigher::default();
+    let mut tally = Tally::default();
+    for (index, provider) in providers.iter().enumerate() {
+        if is_candidate(index) {
+            tally.add(index, weigher.weight(provider));
+        }
+    }
+    tally.draw(providers, &mut weigher, is_candidate)
+}
+
+/// What a first pass over the candidates of a weighted draw learnt, so that the draw
+/// itself needs no allocation and, in the common case of equal weights, no second pass.
+#[derive(Debug)]
+pub(super) struct Tally {
+    count: usize,
+    first: usize,
+    total: u64,
+    lightest: u32,
+    heaviest: u32,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            count: 0,
+            first: 0,
+            total: 0,
+            lightest: u32::MAX,
+            heaviest: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Counts candidate `index`, of effective weight `weight`.
+    #[inline]
+    pub(super) fn add(&mut self, index: usize, weight: u32) {
+        if self.count == 0 {
+            self.first = index;
+        }
+        self.count += 1;
+        self.total += u64::from(weight);
+        self.lightest = self.lightest.min(weight);
+        self.heaviest = self.heaviest.max(weight);
+    }
+
+    /// True before the first candidate.
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Draws one of the counted candidates, by weight (uniformly when their weights are
+    /// equal, zero included). `is_candidate` must tell the counted indices again, in the
+    /// same order: a second pass walks them when the draw needs it.
+    ///
+    /// When the second pass no longer finds the drawn candidate (what `is_candidate` reads
+    /// moved in between, as an in-flight count does under load), the first candidate
+    /// counted is the answer: it was a candidate, and the odds only shift by one draw.
+    pub(super) fn draw(
+        &self,
+        providers: &[Provider],
+        weigher: &mut Weigher,
+        is_candidate: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        match self.count {
+            0 => return None,
+            1 => return Some(self.first),
+            _ => {}
+        }
+        let mut candidates = (0..providers.len()).filter(|index| is_candidate(*index));
+        if self.lightest == self.heaviest {
+            let nth = fastrand::usize(..self.count);
+            if self.count == providers.len() {
+                // Every provider is a candidate: the nth candidate is provider nth.
+                return Some(nth);
+            }
+            return Some(candidates.nth(nth).unwrap_or(self.first));
+        }
+        let mut point = fastrand::u64(..self.total);
+        for index in candidates {
+            let weight = u64::from(weigher.weight(&providers[index]));
             if point < weight {
                 return Some(index);
             }
             point -= weight;
         }
-        None
+        Some(self.first)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{providers, request};
+    use std::time::{Duration, SystemTime};
+
+    use super::super::tests::{request, weighted};
     use super::*;
 
-    #[test]
-    fn shares_follow_weights() {
-        let weights = [100, 300, 0];
-        let providers: Vec<_> = providers(3)
-            .into_iter()
-            .zip(weights)
-            .map(|(p, w)| p.with_weight(w))
-            .collect();
+    fn shares(providers: &[Provider], picks: u32) -> Vec<f64> {
         let request = request();
-        let mut counts = [0u32; 3];
-        for _ in 0..40_000 {
-            let index = Random::default().select(&providers, &request, &Tried::default());
-            counts[index.unwrap_or(2)] += 1;
+        let mut counts = vec![0u32; providers.len() + 1];
+        for _ in 0..picks {
+            let index = Random::default().select(providers, &request, &Tried::default());
+            counts[index.unwrap_or(providers.len())] += 1;
         }
-        assert_eq!(counts[2], 0, "weight 0 is never picked while others can be");
-        let share = f64::from(counts[1]) / 40_000.0;
-        assert!((0.72..0.78).contains(&share), "{counts:?}");
+        assert_eq!(counts[providers.len()], 0, "always a pick: {counts:?}");
+        counts[..providers.len()]
+            .iter()
+            .map(|count| f64::from(*count) / f64::from(picks))
+            .collect()
+    }
+
+    #[test]
+    fn shares_follow_weights_within_two_percent() {
+        fastrand::seed(7);
+        let weights = [100, 300, 0, 600];
+        let shares = shares(&weighted(&weights), 100_000);
+        for (share, weight) in shares.iter().zip(weights) {
+            let expected = f64::from(weight) / 1000.0;
+            assert!((share - expected).abs() < 0.02, "{shares:?}");
+        }
+        assert_eq!(
+            shares[2], 0.0,
+            "weight 0 is never picked while others can be"
+        );
+    }
+
+    #[test]
+    fn equal_weights_draw_uniformly_and_all_zero_too() {
+        fastrand::seed(11);
+        for weights in [[100, 100, 100, 100], [0, 0, 0, 0]] {
+            let shares = shares(&weighted(&weights), 40_000);
+            assert!(shares.iter().all(|s| (s - 0.25).abs() < 0.02), "{shares:?}");
+        }
+    }
+
+    #[test]
+    fn a_provider_warming_up_gets_proportionally_fewer_picks() {
+        fastrand::seed(3);
+        let now = SystemTime::now();
+        let mut providers = weighted(&[100, 100]);
+        // A quarter into its warm-up: effective weight 25 against 100.
+        providers[0] = providers[0]
+            .clone()
+            .with_start(now - Duration::from_secs(150));
+        let shares = shares(&providers, 100_000);
+        assert!((shares[0] - 0.2).abs() < 0.02, "{shares:?}");
     }
 
     #[test]
     fn a_retry_skips_what_was_tried() {
-        let providers = providers(2);
+        fastrand::seed(5);
+        let providers = weighted(&[100, 1, 100]);
         let request = request();
-        let tried = Tried { indices: vec![0] };
+        let tried = Tried {
+            indices: vec![0, 2],
+        };
         for _ in 0..100 {
             assert_eq!(
                 Random::default().select(&providers, &request, &tried),
                 Some(1)
             );
         }
+        let tried = Tried {
+            indices: vec![0, 1, 2],
+        };
+        assert_eq!(Random::default().select(&providers, &request, &tried), None);
     }
 }

@@ -1,42 +1,193 @@
-//! Round robin: providers in turn.
+//! Smooth weighted round robin (nginx's): providers in turn, each as often as its weight
+//! says, interleaved rather than in bursts.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use super::{LoadBalance, Tried};
+use super::warmup::Weigher;
+use super::{LoadBalance, Tried, same_addresses};
 use crate::Request;
 use crate::client::Provider;
 
-/// Takes the providers in turn, each one the same share; a retry takes the next one not
-/// yet tried.
+/// Takes the providers in turn, each in proportion to its effective weight
+/// ([`super::effective_weight`]), spread out: weights 5:1:1 give `a a b a c a a`, not
+/// `a a a a a b c`. A retry takes the best provider not yet tried.
+///
+/// Each pick adds every untried provider's weight to its running score, takes the highest
+/// score and subtracts the total weight from it (nginx's smooth weighted round robin).
+/// Scores are kept per provider address, so they survive changes of the provider list: a
+/// provider that stays keeps its place in the rotation, a new one starts at zero, and a
+/// gone one is forgotten. Providers of weight zero are picked only when every untried
+/// provider has weight zero, and then in plain rotation.
+///
+/// The scores move together, so picks take a lock; a pick is one pass over the list.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
-    next: AtomicUsize,
+    state: Mutex<Rotation>,
+}
+
+/// The running scores, in the order of the provider list they were last used with.
+#[derive(Debug, Default)]
+struct Rotation {
+    addresses: Vec<Arc<str>>,
+    scores: Vec<i64>,
+    /// Where the plain rotation of weightless providers goes on.
+    next: usize,
+}
+
+impl Rotation {
+    /// Lines the scores up with `providers`, keeping each remaining address's score.
+    fn follow(&mut self, providers: &[Provider]) {
+        let previous: HashMap<&str, i64> = self
+            .addresses
+            .iter()
+            .map(|address| &**address)
+            .zip(self.scores.iter().copied())
+            .collect();
+        let scores = providers
+            .iter()
+            .map(|provider| previous.get(&*provider.address).copied().unwrap_or(0))
+            .collect();
+        self.scores = scores;
+        self.addresses = providers.iter().map(|p| p.address.clone()).collect();
+    }
+
+    /// One turn of smooth weighted round robin among the candidates of positive weight;
+    /// `None` when there is none.
+    fn turn(
+        &mut self,
+        providers: &[Provider],
+        is_candidate: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let mut weigher = Weigher::default();
+        let mut total: i64 = 0;
+        let (mut best, mut top) = (usize::MAX, i64::MIN);
+        for (index, (provider, score)) in providers.iter().zip(&mut self.scores).enumerate() {
+            if !is_candidate(index) {
+                continue;
+            }
+            let weight = i64::from(weigher.weight(provider));
+            *score += weight;
+            total += weight;
+            // Strictly greater: the first of equal scores wins, which is what makes 5:1:1
+            // come out as `a a b a c a a`. Weightless providers never win here. Which
+            // provider leads moves around the list from pick to pick, so a branch would
+            // mispredict: select without one.
+            let leads = weight > 0 && *score > top;
+            best = std::hint::select_unpredictable(leads, index, best);
+            top = std::hint::select_unpredictable(leads, *score, top);
+        }
+        let score = self.scores.get_mut(best)?;
+        *score -= total;
+        Some(best)
+    }
 }
 
 impl LoadBalance for RoundRobin {
     fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..providers.len())
-            .map(|step| start.wrapping_add(step) % providers.len())
-            .find(|index| !tried.contains(*index))
+        let mut rotation = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !same_addresses(&rotation.addresses, providers) {
+            rotation.follow(providers);
+        }
+        let best = if tried.is_empty() {
+            rotation.turn(providers, |_| true)
+        } else {
+            rotation.turn(providers, |index| !tried.contains(index))
+        };
+        if best.is_some() {
+            return best;
+        }
+        // Every untried provider weighs nothing: take them in plain rotation.
+        let count = providers.len();
+        let start = rotation.next;
+        let index = (0..count)
+            .map(|step| start.wrapping_add(step) % count)
+            .find(|index| !tried.contains(*index))?;
+        rotation.next = index.wrapping_add(1);
+        Some(index)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{providers, request};
+    use super::super::tests::{request, weighted};
     use super::*;
 
-    #[test]
-    fn each_provider_gets_the_same_share() {
-        let providers = providers(3);
+    fn sequence(balancer: &RoundRobin, providers: &[Provider], picks: usize) -> String {
         let request = request();
+        (0..picks)
+            .map(
+                |_| match balancer.select(providers, &request, &Tried::default()) {
+                    Some(index) => char::from(b'a' + index as u8),
+                    None => '-',
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn weights_5_1_1_interleave_as_nginx_does() {
+        let providers = weighted(&[5, 1, 1]);
         let balancer = RoundRobin::default();
-        let mut counts = [0; 3];
-        for _ in 0..300 {
-            let index = balancer.select(&providers, &request, &Tried::default());
-            counts[index.unwrap_or(99)] += 1;
+        assert_eq!(sequence(&balancer, &providers, 7), "aabacaa");
+        assert_eq!(sequence(&balancer, &providers, 7), "aabacaa", "and again");
+    }
+
+    #[test]
+    fn equal_weights_take_turns() {
+        let providers = weighted(&[100, 100, 100]);
+        assert_eq!(sequence(&RoundRobin::default(), &providers, 6), "abcabc");
+    }
+
+    #[test]
+    fn weightless_providers_wait_until_nothing_else_is_left() {
+        let providers = weighted(&[0, 1, 0]);
+        let balancer = RoundRobin::default();
+        assert_eq!(sequence(&balancer, &providers, 3), "bbb");
+        let request = request();
+        let tried = Tried { indices: vec![1] };
+        let picks: Vec<_> = (0..4)
+            .map(|_| balancer.select(&providers, &request, &tried))
+            .collect();
+        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+        let all_zero = weighted(&[0, 0]);
+        assert_eq!(sequence(&RoundRobin::default(), &all_zero, 3), "aba");
+    }
+
+    #[test]
+    fn a_retry_takes_the_best_untried() {
+        let providers = weighted(&[5, 1, 1]);
+        let balancer = RoundRobin::default();
+        let request = request();
+        let tried = Tried { indices: vec![0] };
+        assert_eq!(balancer.select(&providers, &request, &tried), Some(1));
+        let tried = Tried {
+            indices: vec![0, 1, 2],
+        };
+        assert_eq!(balancer.select(&providers, &request, &tried), None);
+    }
+
+    #[test]
+    fn scores_follow_addresses_across_list_changes() {
+        let all = weighted(&[5, 1, 1]);
+        let balancer = RoundRobin::default();
+        assert_eq!(sequence(&balancer, &all, 3), "aab");
+        // The list is rebuilt in another order, with `b` gone and a new `d`.
+        let d = weighted(&[1, 1, 1, 1]).remove(3);
+        let changed = vec![all[2].clone(), d, all[0].clone()];
+        {
+            let rotation = balancer.state.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(rotation.scores, [1, -4, 3]);
         }
-        assert_eq!(counts, [100, 100, 100]);
+        let request = request();
+        let picked = balancer.select(&changed, &request, &Tried::default());
+        let rotation = balancer.state.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(rotation.addresses.len(), 3, "the gone provider is dropped");
+        // c 3, d 0 (new), a 1; plus weights 1, 1, 5: c 4, d 1, a 6, and a wins.
+        assert_eq!(picked, Some(2));
+        assert_eq!(rotation.scores, [4, 1, 6 - 7]);
     }
 }

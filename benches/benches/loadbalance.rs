@@ -1,0 +1,83 @@
+//! Load balancer micro benchmarks: the cost of one pick, for each balancer `by_name`
+//! knows, over 10 and 100 providers of equal weight (no retry, no warm-up).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion};
+use rpc_core::client::Provider;
+use rpc_core::client::loadbalance::{self, LoadBalance, Tried};
+use rpc_core::{Codec, MethodDescriptor, Request, Transport};
+use transports::TcpTransport;
+
+static METHOD: MethodDescriptor = MethodDescriptor::new("pick");
+
+/// `count` providers on lazily connecting channels: a pick never calls them.
+fn providers(count: usize) -> Vec<Provider> {
+    let transport = TcpTransport::default();
+    (0..count)
+        .filter_map(|i| {
+            let address = format!("10.0.{}.{}:20880", i / 250, i % 250);
+            let channel = transport.connect(&address).ok()?;
+            Some(Provider::new(address, channel))
+        })
+        .collect()
+}
+
+fn request() -> Request {
+    Request {
+        service: "bench.Service".into(),
+        version: "".into(),
+        method: &METHOD,
+        hash_key: None,
+        attachments: Default::default(),
+        codec: Codec::Bincode,
+        oneway: false,
+        timeout: Duration::from_secs(1),
+        deadline: Instant::now() + Duration::from_secs(1),
+        body: Default::default(),
+        attempt: 0,
+        provider: None,
+    }
+}
+
+fn pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("loadbalance");
+    let tried = Tried::default();
+    for count in [10usize, 100] {
+        let providers = providers(count);
+        assert_eq!(providers.len(), count, "every provider made");
+        for name in loadbalance::NAMES {
+            let Ok(balancer) = loadbalance::by_name(name) else {
+                continue;
+            };
+            let balancer: Arc<dyn LoadBalance> = balancer;
+            let mut request = request();
+            // Warm the balancer's state (the hash ring, the round-robin scores) outside the
+            // measurement: it is built once per provider list.
+            request.hash_key = Some(0);
+            black_box(balancer.select(&providers, &request, &tried));
+            let mut key = 0u64;
+            group.bench_function(BenchmarkId::new(name, count), |b| {
+                b.iter(|| {
+                    // A new key each pick, spread as the stub's hash spreads them.
+                    key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    request.hash_key = Some(key);
+                    black_box(balancer.select(black_box(&providers), &request, &tried))
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn main() {
+    // What `criterion_group!`/`criterion_main!` expand to, minus the undocumented `pub fn`.
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    pick(&mut criterion);
+    criterion.final_summary();
+}
