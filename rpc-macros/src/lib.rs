@@ -83,7 +83,7 @@
 //! | `oneway` | the caller does not wait for a response; the method must return `()` |
 //! | `idempotent` | safe to run twice, so failover may retry it after it was sent |
 //! | `cluster = "failfast"` | cluster mode: `failover` (default), `failfast`, `forking`, `broadcast`, `failsafe` or `failback` |
-//! | `loadbalance = "random"` | load balancer: `roundrobin` (default), `random` (weighted), `leastactive`, `consistenthash`, `p2c` or `shortestresponse` |
+//! | `loadbalance = "random"` | load balancer: `random` (weighted, the default), `roundrobin`, `leastactive`, `consistenthash`, `p2c` or `shortestresponse` |
 //! | `hash_arg = "order"` | the argument whose hash the stub hands to the load balancer (default: the first) |
 //!
 //! Cluster and load-balancer names are checked when the client is built: an unknown one

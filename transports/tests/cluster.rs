@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rpc_core::client::{LoadBalance, Provider, Tried};
+use rpc_core::client::{LoadBalance, Provider, RoundRobin, Tried};
 use rpc_core::{Codec, Error, Request, Response, Server};
 use tower::{Layer, Service};
 use transports::{TcpConfig, TcpTransport};
@@ -127,12 +127,13 @@ fn dead_address() -> SocketAddr {
     listener.local_addr().expect("address")
 }
 
-/// A client whose providers are a dead address and `live`, in that order.
+/// A client whose providers are a dead address and `live`, in that order, taken in turn.
 fn dead_then(live: &Server) -> LedgerClient {
     LedgerClient::builder()
         .transport(TcpTransport::default())
         .address(dead_address().to_string())
         .address(live.local_addr().to_string())
+        .load_balance(RoundRobin::default())
         .build()
         .expect("valid client")
 }
@@ -219,6 +220,7 @@ async fn a_provider_layer_sees_which_provider_each_attempt_went_to() {
             two.local_addr().to_string(),
         ])
         .provider_layer(seen.clone())
+        .load_balance(RoundRobin::default())
         .build()
         .expect("valid client");
     for _ in 0..6 {
@@ -435,6 +437,7 @@ async fn a_method_attribute_overrides_the_builder_which_overrides_the_default() 
             .address(dead_address().to_string())
             .address(live.local_addr().to_string())
             .cluster(rpc_core::client::ClusterMode::Failfast)
+            .load_balance(RoundRobin::default())
             .build()
             .expect("valid client")
     };

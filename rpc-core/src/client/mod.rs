@@ -302,7 +302,7 @@ impl<S: FromClient> ClientBuilder<S> {
     }
 
     /// How a provider is picked for methods that do not name a `loadbalance` (default:
-    /// [`RoundRobin`]).
+    /// weighted [`Random`], as in Dubbo).
     pub fn load_balance(mut self, load_balance: impl LoadBalance) -> ClientBuilder<S> {
         self.load_balance = Some(Arc::new(load_balance));
         self.load_balance_name = None;
@@ -421,7 +421,7 @@ impl<S: FromClient> ClientBuilder<S> {
         let load_balance = match (self.load_balance, self.load_balance_name) {
             (Some(load_balance), _) => load_balance,
             (None, Some(name)) => loadbalance::by_name(&name)?,
-            (None, None) => Arc::new(RoundRobin::default()),
+            (None, None) => Arc::new(Random::default()),
         };
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
             .mode(self.cluster)
