@@ -88,6 +88,13 @@ pub enum Error {
     /// message.
     #[error("call cancelled: the provider stopped before it finished")]
     Cancelled,
+    /// Failover ran out of attempts on several providers; each attempt's provider
+    /// (address) and error, in order. [`Error::root`] is the last attempt's error.
+    #[error("all {} attempts failed: {}", attempts.len(), describe(attempts))]
+    Exhausted {
+        /// Each attempt's provider and error.
+        attempts: Vec<(String, Error)>,
+    },
     /// A broadcast call failed on some providers (it reached every provider).
     #[error("broadcast failed on {} of {total} providers: {}", failed.len(), describe(failed))]
     Broadcast {
@@ -151,7 +158,21 @@ impl Error {
 
     /// The code a provider answers this error with ([`Code::for_error`]).
     pub fn code(&self) -> Code {
-        Code::for_error(self)
+        Code::for_error(self.root())
+    }
+
+    /// The error behind a wrapper: the last attempt's of [`Error::Exhausted`], the
+    /// swallowed one of [`Error::Failsafe`]; otherwise this error. Match on it to react to
+    /// the kind of failure whatever the cluster mode.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Exhausted { attempts } => match attempts.last() {
+                Some((_, last)) => last.root(),
+                None => self,
+            },
+            Error::Failsafe(inner) => inner.root(),
+            other => other,
+        }
     }
 
     /// The text a provider sends its caller for this error, next to [`Error::code`]. Variants that hold the provider's own words (a handler's panic,
@@ -165,9 +186,9 @@ impl Error {
         }
     }
 
-    /// True for [`Error::Timeout`].
+    /// True for [`Error::Timeout`] (also behind [`Error::root`]).
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout(_))
+        matches!(self.root(), Error::Timeout(_))
     }
 }
 

@@ -576,3 +576,43 @@ async fn failbacks_queue_is_bounded_and_each_call_is_retried_a_bounded_number_of
         "no more than that"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_that_runs_out_names_each_provider_it_tried_and_its_error() {
+    let (first, second) = (dead_address().to_string(), dead_address().to_string());
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses([first.clone(), second.clone()])
+        .build()
+        .expect("valid client");
+    let error = ledger
+        .balance("a".into())
+        .await
+        .expect_err("nobody listens");
+    match &error {
+        Error::Exhausted { attempts } => {
+            // `balance` has retries = 3: four attempts, both providers before any repeat.
+            assert_eq!(attempts.len(), 4, "{error}");
+            let tried: std::collections::HashSet<&str> = attempts
+                .iter()
+                .map(|(address, _)| address.as_str())
+                .collect();
+            assert_eq!(
+                tried,
+                [first.as_str(), second.as_str()].into_iter().collect()
+            );
+            assert!(
+                attempts
+                    .iter()
+                    .all(|(_, e)| matches!(e, Error::Unavailable { .. }))
+            );
+        }
+        other => panic!("expected Exhausted, got {other:?}"),
+    }
+    assert!(matches!(error.root(), Error::Unavailable { .. }));
+    let message = error.to_string();
+    assert!(
+        message.contains(&first) && message.contains(&second),
+        "{message}"
+    );
+}

@@ -297,7 +297,9 @@ fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
     this
 }
 
-/// One attempt, then the next candidate while the failure allows a retry.
+/// One attempt, then the next candidate while the failure allows a retry. When the
+/// attempts run out on more than one provider the error names each attempt
+/// ([`Error::Exhausted`]).
 async fn failover(
     providers: &[Provider],
     request: Request,
@@ -306,6 +308,8 @@ async fn failover(
 ) -> Result<Response> {
     let attempts = policy.attempts();
     let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
+    // Filled only once an attempt failed: the success path allocates nothing here.
+    let mut failed: Vec<(String, Error)> = Vec::new();
     let mut attempt = 0;
     loop {
         let Some(provider) = picker.next() else {
@@ -316,17 +320,35 @@ async fn failover(
             Err(error) => error,
         };
         attempt += 1;
-        if attempt >= attempts || !may_retry(&error, &request) {
+        if !may_retry(&error, &request) {
             return Err(error);
         }
-        tracing::debug!(
-            service = %service,
-            method = request.method.name,
-            provider = %provider.address,
-            %error,
-            attempt,
-            "call failed, trying another provider"
-        );
+        failed.push((provider.address.to_string(), error));
+        if attempt >= attempts {
+            let distinct = failed
+                .iter()
+                .map(|(address, _)| address.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            return Err(match failed.pop() {
+                Some((_, last)) if distinct < 2 => last,
+                Some(last) => {
+                    failed.push(last);
+                    Error::Exhausted { attempts: failed }
+                }
+                None => Error::NoProvider(service.to_string()),
+            });
+        }
+        if let Some((_, error)) = failed.last() {
+            tracing::debug!(
+                service = %service,
+                method = request.method.name,
+                provider = %provider.address,
+                %error,
+                attempt,
+                "call failed, trying another provider"
+            );
+        }
     }
 }
 
