@@ -39,6 +39,9 @@ pub trait Ledger {
     /// A failure gives 0 now and is retried in the background.
     #[rpc(cluster = "failback")]
     async fn settle(&self, n: u32) -> u32;
+    /// Not idempotent, default cluster (failover): must never run twice.
+    #[rpc(timeout_ms = 300)]
+    async fn transfer(&self, amount: u64) -> u64;
 }
 
 #[derive(Clone, Default)]
@@ -87,6 +90,12 @@ impl Ledger for Books {
     async fn audit(&self, n: u32) -> u32 {
         tokio::time::sleep(self.delay).await;
         n + 1
+    }
+
+    async fn transfer(&self, amount: u64) -> u64 {
+        self.counters.quotes_started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        amount
     }
 
     async fn settle(&self, n: u32) -> u32 {
@@ -615,4 +624,55 @@ async fn a_failover_that_runs_out_names_each_provider_it_tried_and_its_error() {
         message.contains(&first) && message.contains(&second),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_timed_out_on_a_provider_is_not_repeated_elsewhere() {
+    let counters = Counters::default();
+    let mut servers = Vec::new();
+    for name in ["a", "b"] {
+        servers.push(
+            provider_with(
+                name,
+                TcpConfig::default(),
+                Duration::from_secs(2),
+                counters.clone(),
+            )
+            .await,
+        );
+    }
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses(servers.iter().map(|s| s.local_addr().to_string()))
+        .build()
+        .expect("valid client");
+    let result = ledger.transfer(10).await;
+    assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        counters.quotes_started.load(Ordering::SeqCst),
+        1,
+        "it ran once, on one provider"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_given_per_address_steer_the_weighted_balancers() {
+    let heavy = provider("heavy", TcpConfig::default()).await;
+    let light = provider("light", TcpConfig::default()).await;
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .weighted_address(heavy.local_addr().to_string(), 300)
+        .weighted_address(light.local_addr().to_string(), 100)
+        .load_balance(RoundRobin::default())
+        .build()
+        .expect("valid client");
+    let mut heavy_calls = 0;
+    for month in 0..400 {
+        let text = ledger.statement(month, "a".into()).await.expect("served");
+        if text.ends_with("from heavy") {
+            heavy_calls += 1;
+        }
+    }
+    assert_eq!(heavy_calls, 300, "smooth round robin follows 3:1 exactly");
 }

@@ -226,7 +226,8 @@ impl Client {
 pub struct ClientBuilder<S = Client> {
     service: Name,
     version: Name,
-    addresses: Vec<String>,
+    /// Provider addresses with their weights.
+    addresses: Vec<(String, u32)>,
     transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     load_balance: Option<Arc<dyn LoadBalance>>,
@@ -273,7 +274,14 @@ impl<S: FromClient> ClientBuilder<S> {
 
     /// Adds one provider address (`host:port`).
     pub fn address(mut self, address: impl Into<String>) -> ClientBuilder<S> {
-        self.addresses.push(address.into());
+        self.addresses.push((address.into(), DEFAULT_WEIGHT));
+        self
+    }
+
+    /// Adds one provider address with a `weight` for the weighted balancers (Dubbo's
+    /// `weight`; default 100).
+    pub fn weighted_address(mut self, address: impl Into<String>, weight: u32) -> ClientBuilder<S> {
+        self.addresses.push((address.into(), weight));
         self
     }
 
@@ -283,7 +291,11 @@ impl<S: FromClient> ClientBuilder<S> {
         I: IntoIterator<Item = A>,
         A: Into<String>,
     {
-        self.addresses.extend(addresses.into_iter().map(Into::into));
+        self.addresses.extend(
+            addresses
+                .into_iter()
+                .map(|address| (address.into(), DEFAULT_WEIGHT)),
+        );
         self
     }
 
@@ -409,7 +421,12 @@ impl<S: FromClient> ClientBuilder<S> {
                     )));
                 }
                 let connector = Connector::new(transport).with_layers(self.provider_layers);
-                Arc::new(StaticDirectory::connect(&connector, &self.addresses)?)
+                let providers = self
+                    .addresses
+                    .iter()
+                    .map(|(address, weight)| Ok(connector.provider(address)?.with_weight(*weight)))
+                    .collect::<Result<Vec<_>>>()?;
+                Arc::new(StaticDirectory::new(providers))
             }
             (None, None) => {
                 return Err(Error::Config(format!(
