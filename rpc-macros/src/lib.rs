@@ -82,7 +82,7 @@
 //! | `retries = 2` | retries for the failover cluster mode (default: the client's, 2) |
 //! | `oneway` | the caller does not wait for a response; the method must return `()` |
 //! | `idempotent` | safe to run twice, so failover may retry it after it was sent |
-//! | `cluster = "failfast"` | cluster mode: `failover` (default), `failfast`, `forking`, `broadcast`, `failsafe` or `failback` |
+//! | `cluster = "failfast"` | cluster mode: `failover` (default), `failfast`, `forking`, `broadcast`, `failsafe`, `failback` or `available` |
 //! | `loadbalance = "random"` | load balancer: `random` (weighted, the default), `roundrobin`, `leastactive`, `consistenthash`, `p2c` or `shortestresponse` |
 //! | `hash_arg = "order"` | the argument whose hash the stub hands to the load balancer (default: the first) |
 //!

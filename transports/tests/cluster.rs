@@ -39,6 +39,9 @@ pub trait Ledger {
     /// A failure gives 0 now and is retried in the background.
     #[rpc(cluster = "failback")]
     async fn settle(&self, n: u32) -> u32;
+    /// The first reachable provider answers.
+    #[rpc(cluster = "available")]
+    async fn ping(&self) -> String;
     /// Not idempotent, default cluster (failover): must never run twice.
     #[rpc(timeout_ms = 300)]
     async fn transfer(&self, amount: u64) -> u64;
@@ -90,6 +93,10 @@ impl Ledger for Books {
     async fn audit(&self, n: u32) -> u32 {
         tokio::time::sleep(self.delay).await;
         n + 1
+    }
+
+    async fn ping(&self) -> String {
+        self.name.to_owned()
     }
 
     async fn transfer(&self, amount: u64) -> u64 {
@@ -675,4 +682,37 @@ async fn weights_given_per_address_steer_the_weighted_balancers() {
         }
     }
     assert_eq!(heavy_calls, 300, "smooth round robin follows 3:1 exactly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_skips_a_provider_found_unreachable_and_takes_the_next_in_order() {
+    let first = provider("first", TcpConfig::default()).await;
+    let second = provider("second", TcpConfig::default()).await;
+    let dead = dead_address().to_string();
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses([
+            first.local_addr().to_string(),
+            second.local_addr().to_string(),
+        ])
+        .build()
+        .expect("valid client");
+    for _ in 0..5 {
+        assert_eq!(
+            ledger.ping().await.ok().as_deref(),
+            Some("first"),
+            "list order"
+        );
+    }
+    let with_dead = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses([dead, second.local_addr().to_string()])
+        .build()
+        .expect("valid client");
+    // The first call finds the dead address; from then on it is skipped.
+    let found = with_dead.ping().await;
+    assert!(matches!(found, Err(Error::Unavailable { .. })), "{found:?}");
+    for _ in 0..5 {
+        assert_eq!(with_dead.ping().await.ok().as_deref(), Some("second"));
+    }
 }

@@ -117,10 +117,20 @@ pub struct ProviderStats {
     /// still costs one load and one store to record: the plain average in the low 32 bits,
     /// the peak-sensitive one in the high 32 bits (see [`ProviderStats::peak_latency_us`]).
     latency_us: AtomicU64,
+    /// When (ms since the Unix epoch) a call last found no connection to the provider; 0
+    /// once a call succeeded again. The `available` cluster mode reads it.
+    unreachable_since_ms: AtomicU64,
     last_error: Mutex<Option<Error>>,
 }
 
 impl ProviderStats {
+    /// True unless the last call found no connection to the provider, less than `within`
+    /// ago (the transport reconnects meanwhile, so the provider gets another chance after).
+    pub fn is_reachable(&self, within: std::time::Duration) -> bool {
+        let since = self.unreachable_since_ms.load(Ordering::Relaxed);
+        since == 0 || epoch_ms().saturating_sub(since) >= within.as_millis() as u64
+    }
+
     /// Calls sent and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -214,9 +224,18 @@ impl<'a> InFlight<'a> {
             Ok(_) => {
                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 stats.record_latency(self.started.elapsed().as_micros() as u64);
+                // A load first: the store happens only on recovery, not on every call.
+                if stats.unreachable_since_ms.load(Ordering::Relaxed) != 0 {
+                    stats.unreachable_since_ms.store(0, Ordering::Relaxed);
+                }
             }
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
+                if matches!(error, Error::Unavailable { .. }) {
+                    stats
+                        .unreachable_since_ms
+                        .store(epoch_ms().max(1), Ordering::Relaxed);
+                }
                 *stats
                     .last_error
                     .lock()
@@ -224,6 +243,12 @@ impl<'a> InFlight<'a> {
             }
         }
     }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Drop for InFlight<'_> {

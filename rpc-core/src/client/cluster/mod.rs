@@ -14,6 +14,8 @@
 //! - **failsafe**: one attempt; a failure (a timeout included) is logged and the caller
 //!   gets the return type's `Default` (the client refuses to build for a failsafe method
 //!   whose return type has none).
+//! - **available**: the first provider in the list that is reachable (no call to it found
+//!   the connection down in the last second); one attempt.
 //! - **failback**: as failsafe for the caller, and the failed call is queued and retried in
 //!   the background ([`FailbackPolicy`]: every 5 s, 3 times, at most 1024 waiting).
 //!
@@ -41,6 +43,9 @@ pub use failback::FailbackPolicy;
 /// Dubbo's default number of retries for failover (3 attempts in all).
 pub const DEFAULT_RETRIES: u32 = 2;
 
+/// How long `available` skips a provider after a call found it unreachable.
+const REACHABLE_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Dubbo's default number of parallel calls for forking.
 pub const DEFAULT_FORKS: usize = 2;
 
@@ -61,6 +66,8 @@ pub enum ClusterMode {
     Failsafe,
     /// As failsafe, and the failed call is retried in the background.
     Failback,
+    /// The first reachable provider in list order, one attempt.
+    Available,
 }
 
 impl std::str::FromStr for ClusterMode {
@@ -74,9 +81,10 @@ impl std::str::FromStr for ClusterMode {
             "broadcast" => Ok(ClusterMode::Broadcast),
             "failsafe" => Ok(ClusterMode::Failsafe),
             "failback" => Ok(ClusterMode::Failback),
+            "available" => Ok(ClusterMode::Available),
             other => Err(Error::Config(format!(
                 "unknown cluster mode {other:?}; this build has \"failover\", \"failfast\", \
-                 \"forking\", \"broadcast\", \"failsafe\" and \"failback\""
+                 \"forking\", \"broadcast\", \"failsafe\", \"failback\" and \"available\""
             ))),
         }
     }
@@ -259,6 +267,20 @@ impl Service<Request> for Cluster {
                 }
                 ClusterMode::Forking => forking(&providers, request, &policy).await,
                 ClusterMode::Broadcast => broadcast(&providers, request).await,
+                ClusterMode::Available => {
+                    let reachable = providers
+                        .iter()
+                        .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER));
+                    match reachable {
+                        Some(index) => {
+                            let provider = &providers[index];
+                            provider.call(attempt_of(&request, provider, 0)).await
+                        }
+                        None => Err(Error::NoProvider(format!(
+                            "{service}: no provider is reachable"
+                        ))),
+                    }
+                }
                 ClusterMode::Failsafe | ClusterMode::Failback => {
                     // The caller's deadline is enforced here too, so that a timeout is
                     // swallowed like any other failure (both timers share the instant;
