@@ -29,6 +29,8 @@ pub struct MethodDescriptor {
     pub timeout_ms: Option<u64>,
     /// Retries for the failover cluster mode.
     pub retries: Option<u32>,
+    /// Providers a forking call goes to at once.
+    pub forks: Option<u32>,
     /// One-way: the caller does not wait for (and the provider does not send) a response.
     pub oneway: bool,
     /// Safe to run twice: cluster modes may retry it after it was sent.
@@ -51,6 +53,7 @@ impl MethodDescriptor {
             args: &[],
             timeout_ms: None,
             retries: None,
+            forks: None,
             oneway: false,
             idempotent: false,
             cluster: None,

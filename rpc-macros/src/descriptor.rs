@@ -34,6 +34,7 @@ fn method(method: &Method) -> TokenStream {
     let options = &method.options;
     let timeout_ms = option(options.timeout_ms);
     let retries = option(options.retries);
+    let forks = option(options.forks);
     let oneway = options.oneway;
     let idempotent = options.idempotent;
     let cluster = option(options.cluster.as_deref());
@@ -45,6 +46,7 @@ fn method(method: &Method) -> TokenStream {
             args: &[#(#args),*],
             timeout_ms: #timeout_ms,
             retries: #retries,
+            forks: #forks,
             oneway: #oneway,
             idempotent: #idempotent,
             cluster: #cluster,

@@ -80,6 +80,7 @@
 //! |---|---|
 //! | `timeout_ms = 200` | per-method timeout, overriding the client's default |
 //! | `retries = 2` | retries for the failover cluster mode (default: the client's, 2) |
+//! | `forks = 3` | providers a forking call goes to at once (default: the client's, 2) |
 //! | `oneway` | the caller does not wait for a response; the method must return `()` |
 //! | `idempotent` | safe to run twice, so failover may retry it after it was sent |
 //! | `cluster = "failfast"` | cluster mode: `failover` (default), `failfast`, `forking`, `broadcast`, `failsafe`, `failback` or `available` |

@@ -63,6 +63,7 @@ pub(crate) struct Arg {
 pub(crate) struct MethodOptions {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) retries: Option<u32>,
+    pub(crate) forks: Option<u32>,
     pub(crate) oneway: bool,
     pub(crate) idempotent: bool,
     pub(crate) cluster: Option<String>,
@@ -447,6 +448,7 @@ impl MethodOptions {
     fn parse(attrs: &[Attribute]) -> syn::Result<MethodOptions> {
         let mut timeout_ms = None;
         let mut retries = None;
+        let mut forks = None;
         let mut oneway = None;
         let mut idempotent = None;
         let mut cluster = None;
@@ -479,6 +481,18 @@ impl MethodOptions {
                     Some("retries") => set_once(&meta, &mut retries, |meta| {
                         int_value(meta, "retries = 2")?.base10_parse::<u32>()
                     }),
+                    Some("forks") => set_once(&meta, &mut forks, |meta| {
+                        let lit = int_value(meta, "forks = 2")?;
+                        let value: u32 = lit.base10_parse()?;
+                        if value == 0 {
+                            return Err(syn::Error::new_spanned(
+                                lit,
+                                "`forks` must be at least 1; it is how many providers a \
+                                 forking call goes to at once",
+                            ));
+                        }
+                        Ok(value)
+                    }),
                     Some("oneway") => set_once(&meta, &mut oneway, |meta| flag(meta, "oneway")),
                     Some("idempotent") => {
                         set_once(&meta, &mut idempotent, |meta| flag(meta, "idempotent"))
@@ -496,7 +510,8 @@ impl MethodOptions {
                         &meta.path,
                         format!(
                             "unknown #[rpc] option `{}`; expected one of `timeout_ms = <int>`, \
-                             `retries = <int>`, `oneway`, `idempotent`, `cluster = \"...\"`, \
+                             `retries = <int>`, `forks = <int>`, `oneway`, `idempotent`, \
+                             `cluster = \"...\"`, \
                              `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`",
                             meta.path.to_token_stream()
                         ),
@@ -508,6 +523,7 @@ impl MethodOptions {
         Ok(MethodOptions {
             timeout_ms,
             retries,
+            forks,
             oneway: oneway.is_some(),
             idempotent: idempotent.is_some(),
             cluster,

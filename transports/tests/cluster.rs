@@ -30,6 +30,9 @@ pub trait Ledger {
     /// Asks two providers at once; the first answer wins.
     #[rpc(cluster = "forking")]
     async fn quote(&self) -> String;
+    /// Asks three providers at once.
+    #[rpc(cluster = "forking", forks = 3)]
+    async fn quote_widely(&self) -> String;
     /// Tells every provider.
     #[rpc(cluster = "broadcast")]
     async fn notify(&self, n: u32) -> u32;
@@ -83,6 +86,10 @@ impl Ledger for Books {
         tokio::time::sleep(self.delay).await;
         self.counters.quotes_finished.fetch_add(1, Ordering::SeqCst);
         self.name.to_owned()
+    }
+
+    async fn quote_widely(&self) -> String {
+        self.quote().await
     }
 
     async fn notify(&self, n: u32) -> u32 {
@@ -715,4 +722,43 @@ async fn available_skips_a_provider_found_unreachable_and_takes_the_next_in_orde
     for _ in 0..5 {
         assert_eq!(with_dead.ping().await.ok().as_deref(), Some("second"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forks_set_on_the_method_override_the_builder() {
+    let counters = Counters::default();
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        servers.push(
+            provider_with(
+                name,
+                TcpConfig::default(),
+                Duration::from_millis(50),
+                counters.clone(),
+            )
+            .await,
+        );
+    }
+    let ledger = LedgerClient::builder()
+        .transport(TcpTransport::default())
+        .addresses(servers.iter().map(|s| s.local_addr().to_string()))
+        .forks(1)
+        .build()
+        .expect("valid client");
+    ledger.quote().await.expect("answered");
+    assert_eq!(
+        counters.quotes_started.load(Ordering::SeqCst),
+        1,
+        "the builder's forks = 1"
+    );
+    ledger.quote_widely().await.expect("answered");
+    let widely = common::eventually(Duration::from_secs(2), || {
+        counters.quotes_started.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    assert!(
+        widely.is_some(),
+        "the method's forks = 3: {} started",
+        counters.quotes_started.load(Ordering::SeqCst)
+    );
 }

@@ -117,7 +117,7 @@ impl Policy {
                 None => defaults.mode,
             },
             retries: method.retries.unwrap_or(defaults.retries),
-            forks: defaults.forks,
+            forks: method.forks.map_or(defaults.forks, |forks| forks as usize),
             balancer: match method.loadbalance {
                 Some(name) if with_balancer => loadbalance::by_name(name).map_err(context)?,
                 _ => defaults.balancer.clone(),
