@@ -44,3 +44,45 @@ pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
         .timeout(Duration::from_secs(5))
         .build()
 }
+
+/// Echo calls straight on the transport's channel, without the consumer stack: no
+/// deadline layer, cluster, load balancer or provider statistics. Only for measuring what
+/// that stack costs; real clients use [`client`].
+#[derive(Clone)]
+pub struct BareClient {
+    channel: rpc_core::Channel,
+}
+
+impl BareClient {
+    /// A channel to `addr` through a fresh TCP transport.
+    pub fn connect(addr: SocketAddr) -> rpc_core::Result<BareClient> {
+        use rpc_core::Transport;
+        let channel = TcpTransport::default().connect(&addr.to_string())?;
+        Ok(BareClient { channel })
+    }
+
+    /// One echo call, encoded and decoded here.
+    pub async fn echo(&self, payload: Vec<u8>) -> rpc_core::Result<Vec<u8>> {
+        use tower::ServiceExt;
+        let codec = rpc_core::Codec::Bincode;
+        let mut body = bytes::BytesMut::with_capacity(256);
+        codec.encode(&(&payload,), &mut body)?;
+        let timeout = Duration::from_secs(5);
+        let request = rpc_core::Request {
+            service: ECHO_DESCRIPTOR.name.into(),
+            version: ECHO_DESCRIPTOR.version.into(),
+            method: &ECHO_DESCRIPTOR.methods[0],
+            hash_key: None,
+            attachments: rpc_core::Attachments::new(),
+            codec,
+            oneway: false,
+            timeout,
+            deadline: std::time::Instant::now() + timeout,
+            body: body.freeze(),
+            attempt: 0,
+            provider: None,
+        };
+        let response = self.channel.clone().oneshot(request).await?;
+        response.codec.decode(&response.body)
+    }
+}

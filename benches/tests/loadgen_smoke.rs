@@ -15,6 +15,8 @@ fn a_short_run_of_every_system_completes_without_errors() {
             "4",
             "--size",
             "32",
+            "--systems",
+            "rpc,rpc-bare,tarpc,tonic",
         ])
         .output()
         .expect("loadgen runs");
@@ -24,7 +26,7 @@ fn a_short_run_of_every_system_completes_without_errors() {
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    for system in ["rpc", "tarpc", "tonic"] {
+    for system in ["rpc", "rpc-bare", "tarpc", "tonic"] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("system={system} ")))

@@ -29,6 +29,11 @@ use benches::{rpc_echo, tarpc_echo, tonic_echo};
 
 const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
 
+/// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
+/// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
+/// directly, to measure what the stack costs.
+const EXTRA_SYSTEMS: [&str; 1] = ["rpc-bare"];
+
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
                      [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
                      loadgen serve --system NAME [--addr HOST:PORT] [--threads N]";
@@ -92,7 +97,7 @@ impl Options {
             }
         }
         for system in options.systems.iter().chain(&options.system) {
-            if !SYSTEMS.contains(&system.as_str()) {
+            if !SYSTEMS.contains(&system.as_str()) && !EXTRA_SYSTEMS.contains(&system.as_str()) {
                 return Err(format!(
                     "unknown system {system:?}; expected one of {SYSTEMS:?}"
                 ));
@@ -162,7 +167,7 @@ fn run_server(options: &Options) -> Result<(), String> {
     let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
-            "rpc" => {
+            "rpc" | "rpc-bare" => {
                 let (addr, serve) = rpc_echo::serve(&options.addr)
                     .await
                     .map_err(|e| format!("rpc bind: {e}"))?;
@@ -208,6 +213,12 @@ trait EchoCall: Clone + Send + Sync + 'static {
 }
 
 impl EchoCall for rpc_echo::EchoClient {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(payload).await.map_err(|e| e.to_string())
+    }
+}
+
+impl EchoCall for rpc_echo::BareClient {
     async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         self.echo(payload).await.map_err(|e| e.to_string())
     }
@@ -361,6 +372,11 @@ async fn bench_system(
     match system {
         "rpc" => {
             let client = rpc_echo::client(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "rpc-bare" => {
+            let client =
+                rpc_echo::BareClient::connect(addr).map_err(|e| format!("rpc channel: {e}"))?;
             check(client, options).await
         }
         "tarpc" => {
