@@ -255,7 +255,11 @@ impl Service<Request> for Cluster {
         let providers = self.directory.providers();
         let policy = self.policy(request.method);
         let service = self.service.clone();
-        let failback = self.failback.clone();
+        // Only failback calls need the queue: no shared count touched on other calls.
+        let failback = match &policy {
+            Ok(policy) if policy.mode == ClusterMode::Failback => Some(self.failback.clone()),
+            _ => None,
+        };
         Box::pin(async move {
             let policy = policy?;
             if providers.is_empty() {
@@ -288,7 +292,7 @@ impl Service<Request> for Cluster {
                     let deadline = request.deadline;
                     let budget = request.timeout;
                     let method = request.method.name;
-                    let retry = (policy.mode == ClusterMode::Failback).then(|| request.clone());
+                    let retry = failback.map(|queue| (queue, request.clone()));
                     let once = failover(&providers, request, &policy, &service);
                     let error = match tokio::time::timeout_at(deadline.into(), once).await {
                         Ok(Ok(response)) => return Ok(response),
@@ -296,9 +300,9 @@ impl Service<Request> for Cluster {
                         Err(_) => Error::Timeout(budget),
                     };
                     match retry {
-                        Some(request) => {
+                        Some((queue, request)) => {
                             tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
-                            failback.push(request, policy);
+                            queue.push(request, policy);
                         }
                         None => {
                             tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
