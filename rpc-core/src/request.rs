@@ -48,7 +48,7 @@ pub struct Request {
 /// A service name or version: borrowed for the `'static` names of generated stubs, shared
 /// otherwise. Cloned into every request, so the common case costs no reference count
 /// (a count shared by every call of a client bounces between cores under load).
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub enum Name {
     /// A name known at compile time.
     Static(&'static str),
@@ -64,6 +64,21 @@ impl std::ops::Deref for Name {
             Name::Static(name) => name,
             Name::Shared(name) => name,
         }
+    }
+}
+
+// Equality and hashing go by the text, whichever way it is held.
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
     }
 }
 
@@ -160,5 +175,17 @@ impl MethodRef {
     /// The service's descriptor.
     pub fn service(&self) -> &'static ServiceDescriptor {
         self.skeleton.descriptor()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Name;
+
+    #[test]
+    fn names_compare_by_text_however_they_are_held() {
+        let shared: Name = String::from("demo.Greeter").into();
+        assert_eq!(Name::from("demo.Greeter"), shared);
+        assert_eq!(&*shared, "demo.Greeter");
     }
 }
