@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use rpc_core::client::Provider;
@@ -26,20 +26,14 @@ fn providers(count: usize) -> Vec<Provider> {
 }
 
 fn request() -> Request {
-    Request {
-        service: "bench.Service".into(),
-        version: "".into(),
-        method: &METHOD,
-        hash_key: None,
-        attachments: Default::default(),
-        codec: Codec::Bincode,
-        oneway: false,
-        timeout: Duration::from_secs(1),
-        deadline: Instant::now() + Duration::from_secs(1),
-        body: Default::default(),
-        attempt: 0,
-        provider: None,
-    }
+    Request::new(
+        "bench.Service",
+        "",
+        &METHOD,
+        Codec::Bincode,
+        Default::default(),
+        Duration::from_secs(1),
+    )
 }
 
 fn pick(c: &mut Criterion) {

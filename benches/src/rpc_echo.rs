@@ -67,21 +67,14 @@ impl BareClient {
         let codec = rpc_core::Codec::Bincode;
         let mut body = bytes::BytesMut::with_capacity(256);
         codec.encode(&(&payload,), &mut body)?;
-        let timeout = Duration::from_secs(5);
-        let request = rpc_core::Request {
-            service: ECHO_DESCRIPTOR.name.into(),
-            version: ECHO_DESCRIPTOR.version.into(),
-            method: &ECHO_DESCRIPTOR.methods[0],
-            hash_key: None,
-            attachments: rpc_core::Attachments::new(),
+        let request = rpc_core::Request::new(
+            ECHO_DESCRIPTOR.name,
+            ECHO_DESCRIPTOR.version,
+            &ECHO_DESCRIPTOR.methods[0],
             codec,
-            oneway: false,
-            timeout,
-            deadline: std::time::Instant::now() + timeout,
-            body: body.freeze(),
-            attempt: 0,
-            provider: None,
-        };
+            body.freeze(),
+            Duration::from_secs(5),
+        );
         let response = self.channel.clone().oneshot(request).await?;
         response.codec.decode(&response.body)
     }

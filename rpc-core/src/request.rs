@@ -119,6 +119,32 @@ impl From<Arc<str>> for Name {
 }
 
 impl Request {
+    /// A two-way first attempt of `method`, with `body` (the argument tuple, already
+    /// encoded in `codec`) due `timeout` from now, no attachments and no hash key.
+    pub fn new(
+        service: impl Into<Name>,
+        version: impl Into<Name>,
+        method: &'static MethodDescriptor,
+        codec: Codec,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Request {
+        Request {
+            service: service.into(),
+            version: version.into(),
+            method,
+            hash_key: None,
+            attachments: Attachments::new(),
+            codec,
+            oneway: method.oneway,
+            timeout,
+            deadline: Instant::now() + timeout,
+            body,
+            attempt: 0,
+            provider: None,
+        }
+    }
+
     /// The method name on the wire.
     pub fn method_name(&self) -> &'static str {
         self.method.name

@@ -467,31 +467,23 @@ impl MethodOptions {
                 let key = meta.path.get_ident().map(Ident::to_string);
                 match key.as_deref() {
                     Some("timeout_ms") => set_once(&meta, &mut timeout_ms, |meta| {
-                        let lit = int_value(meta, "timeout_ms = 200")?;
-                        let value: u64 = lit.base10_parse()?;
-                        if value == 0 {
-                            return Err(syn::Error::new_spanned(
-                                lit,
-                                "`timeout_ms` must be at least 1; leave it out to use the \
-                                 client's default timeout",
-                            ));
-                        }
-                        Ok(value)
+                        positive_int(
+                            meta,
+                            "timeout_ms = 200",
+                            "`timeout_ms` must be at least 1; leave it out to use the client's \
+                             default timeout",
+                        )
                     }),
                     Some("retries") => set_once(&meta, &mut retries, |meta| {
                         int_value(meta, "retries = 2")?.base10_parse::<u32>()
                     }),
                     Some("forks") => set_once(&meta, &mut forks, |meta| {
-                        let lit = int_value(meta, "forks = 2")?;
-                        let value: u32 = lit.base10_parse()?;
-                        if value == 0 {
-                            return Err(syn::Error::new_spanned(
-                                lit,
-                                "`forks` must be at least 1; it is how many providers a \
-                                 forking call goes to at once",
-                            ));
-                        }
-                        Ok(value)
+                        positive_int(
+                            meta,
+                            "forks = 2",
+                            "`forks` must be at least 1; it is how many providers a forking call \
+                             goes to at once",
+                        )
                     }),
                     Some("oneway") => set_once(&meta, &mut oneway, |meta| flag(meta, "oneway")),
                     Some("idempotent") => {
@@ -531,6 +523,20 @@ impl MethodOptions {
             hash_arg,
         })
     }
+}
+
+/// An integer option that must not be 0; `zero` says why, at the literal.
+fn positive_int<T>(meta: &ParseNestedMeta<'_>, example: &str, zero: &str) -> syn::Result<T>
+where
+    T: std::str::FromStr + PartialEq + Default,
+    T::Err: std::fmt::Display,
+{
+    let lit = int_value(meta, example)?;
+    let value: T = lit.base10_parse()?;
+    if value == T::default() {
+        return Err(syn::Error::new_spanned(lit, zero));
+    }
+    Ok(value)
 }
 
 /// Parses one option's value into `slot`, rejecting a second occurrence of the key.

@@ -90,20 +90,14 @@ async fn unknown_services_and_methods_are_typed_remote_errors() {
 
     let probe = client(server.local_addr(), Codec::Json);
     static VANISH: rpc_core::MethodDescriptor = rpc_core::MethodDescriptor::new("vanish");
-    let raw = rpc_core::Request {
-        service: "test.Probe".into(),
-        version: "".into(),
-        method: &VANISH,
-        hash_key: None,
-        attachments: Default::default(),
-        codec: Codec::Json,
-        oneway: false,
-        timeout: Duration::from_secs(2),
-        deadline: std::time::Instant::now() + Duration::from_secs(2),
-        body: "[]".into(),
-        attempt: 0,
-        provider: None,
-    };
+    let raw = rpc_core::Request::new(
+        "test.Probe",
+        "",
+        &VANISH,
+        Codec::Json,
+        "[]".into(),
+        Duration::from_secs(2),
+    );
     let result = probe.client().invoke(raw).await;
     assert!(
         matches!(&result, Err(Error::Remote { code: Code::NotFound, message }) if message.contains("vanish")),

@@ -13,7 +13,7 @@ mod provider;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use serde::Serialize;
@@ -205,20 +205,17 @@ impl Client {
             .unwrap_or(self.shared.timeout);
         let mut body = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
         F::encode(self.shared.codec, args, &mut body)?;
-        Ok(Request {
-            service: self.shared.service.clone(),
-            version: self.shared.version.clone(),
+        let mut request = Request::new(
+            self.shared.service.clone(),
+            self.shared.version.clone(),
             method,
-            hash_key,
-            attachments: self.attachments.clone(),
-            codec: self.shared.codec,
-            oneway: method.oneway,
+            self.shared.codec,
+            body.freeze(),
             timeout,
-            deadline: Instant::now() + timeout,
-            body: body.freeze(),
-            attempt: 0,
-            provider: None,
-        })
+        );
+        request.hash_key = hash_key;
+        request.attachments = self.attachments.clone();
+        Ok(request)
     }
 }
 

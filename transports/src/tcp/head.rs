@@ -186,7 +186,6 @@ mod tests {
     use crate::tcp::frame::{FLAG_REQUEST, FLAG_TWO_WAY, FrameDecoder};
     use proptest::prelude::*;
     use rpc_core::{Codec, MethodDescriptor};
-    use std::time::Instant;
     use tokio_util::codec::Decoder;
 
     fn request(
@@ -194,20 +193,16 @@ mod tests {
         method: &'static MethodDescriptor,
         attachments: Attachments,
     ) -> Request {
-        Request {
-            service: service.to_owned().into(),
-            version: "1.0".into(),
+        let mut request = Request::new(
+            service.to_owned(),
+            "1.0",
             method,
-            hash_key: None,
-            attachments,
-            codec: Codec::Json,
-            oneway: false,
-            timeout: Duration::from_millis(250),
-            deadline: Instant::now(),
-            body: bytes::Bytes::from_static(b"ARGS"),
-            attempt: 0,
-            provider: None,
-        }
+            Codec::Json,
+            bytes::Bytes::from_static(b"ARGS"),
+            Duration::from_millis(250),
+        );
+        request.attachments = attachments;
+        request
     }
 
     fn header() -> Header {

@@ -24,7 +24,7 @@ impl LoadBalance for LeastActive {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{request, weighted};
+    use super::super::tests::{counts, request, weighted};
     use super::*;
 
     #[test]
@@ -71,15 +71,12 @@ mod tests {
         fastrand::seed(2);
         let providers = weighted(&[100, 300, 500]);
         providers[2].stats.set_in_flight(1);
-        let request = request();
-        let mut counts = [0u32; 3];
-        for _ in 0..100_000 {
-            if let Some(index) =
-                LeastActive::default().select(&providers, &request, &Tried::default())
-            {
-                counts[index] += 1;
-            }
-        }
+        let counts = counts(
+            &LeastActive::default(),
+            &providers,
+            &Tried::default(),
+            100_000,
+        );
         assert_eq!(counts[2], 0, "{counts:?}");
         let share = f64::from(counts[1]) / 100_000.0;
         assert!((share - 0.75).abs() < 0.02, "{counts:?}");

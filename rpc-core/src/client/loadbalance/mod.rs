@@ -169,7 +169,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::transport::Channel;
     use crate::{Codec, MethodDescriptor, Response};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     use tower::util::BoxCloneSyncService;
 
     static METHOD: MethodDescriptor = MethodDescriptor::new("m");
@@ -198,21 +198,32 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub(crate) fn request() -> Request {
-        Request {
-            service: "S".into(),
-            version: "".into(),
-            method: &METHOD,
-            hash_key: None,
-            attachments: Default::default(),
-            codec: Codec::Json,
-            oneway: false,
-            timeout: Duration::from_secs(1),
-            deadline: Instant::now() + Duration::from_secs(1),
-            body: Default::default(),
-            attempt: 0,
-            provider: None,
+    /// How many of `picks` selections (excluding `tried`) went to each provider.
+    pub(crate) fn counts(
+        balancer: &dyn LoadBalance,
+        providers: &[Provider],
+        tried: &Tried,
+        picks: u32,
+    ) -> Vec<u32> {
+        let request = request();
+        let mut counts = vec![0; providers.len()];
+        for _ in 0..picks {
+            if let Some(index) = balancer.select(providers, &request, tried) {
+                counts[index] += 1;
+            }
         }
+        counts
+    }
+
+    pub(crate) fn request() -> Request {
+        Request::new(
+            "S",
+            "",
+            &METHOD,
+            Codec::Json,
+            Default::default(),
+            Duration::from_secs(1),
+        )
     }
 
     #[test]

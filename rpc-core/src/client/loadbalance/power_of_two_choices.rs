@@ -62,18 +62,11 @@ fn two_of(count: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{request, weighted};
+    use super::super::tests::weighted;
     use super::*;
 
     fn counts(providers: &[Provider], tried: &Tried, picks: u32) -> Vec<u32> {
-        let request = request();
-        let mut counts = vec![0; providers.len()];
-        for _ in 0..picks {
-            if let Some(index) = PowerOfTwoChoices::default().select(providers, &request, tried) {
-                counts[index] += 1;
-            }
-        }
-        counts
+        super::super::tests::counts(&PowerOfTwoChoices::default(), providers, tried, picks)
     }
 
     #[test]

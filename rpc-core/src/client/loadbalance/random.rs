@@ -154,18 +154,17 @@ impl Tally {
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use super::super::tests::{request, weighted};
+    use super::super::tests::{counts, request, weighted};
     use super::*;
 
     fn shares(providers: &[Provider], picks: u32) -> Vec<f64> {
-        let request = request();
-        let mut counts = vec![0u32; providers.len() + 1];
-        for _ in 0..picks {
-            let index = Random::default().select(providers, &request, &Tried::default());
-            counts[index.unwrap_or(providers.len())] += 1;
-        }
-        assert_eq!(counts[providers.len()], 0, "always a pick: {counts:?}");
-        counts[..providers.len()]
+        let counts = counts(&Random::default(), providers, &Tried::default(), picks);
+        assert_eq!(
+            counts.iter().sum::<u32>(),
+            picks,
+            "always a pick: {counts:?}"
+        );
+        counts
             .iter()
             .map(|count| f64::from(*count) / f64::from(picks))
             .collect()

@@ -31,7 +31,7 @@ impl LoadBalance for ShortestResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{request, weighted};
+    use super::super::tests::{counts, request, weighted};
     use super::*;
 
     #[test]
@@ -56,15 +56,12 @@ mod tests {
         fastrand::seed(6);
         let providers = weighted(&[100, 300, 100]);
         providers[2].stats.observe_latency(50);
-        let request = request();
-        let mut counts = [0u32; 3];
-        for _ in 0..100_000 {
-            if let Some(index) =
-                ShortestResponse::default().select(&providers, &request, &Tried::default())
-            {
-                counts[index] += 1;
-            }
-        }
+        let counts = counts(
+            &ShortestResponse::default(),
+            &providers,
+            &Tried::default(),
+            100_000,
+        );
         assert_eq!(counts[2], 0, "{counts:?}");
         let share = f64::from(counts[1]) / 100_000.0;
         assert!((share - 0.75).abs() < 0.02, "{counts:?}");
