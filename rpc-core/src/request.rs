@@ -144,11 +144,6 @@ impl Request {
             provider: None,
         }
     }
-
-    /// The method name on the wire.
-    pub fn method_name(&self) -> &'static str {
-        self.method.name
-    }
 }
 
 /// A successful answer: the encoded result in the request's codec (empty for one-way calls).
