@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Runs everything CI checks: formatting, clippy, every test of the workspace, the quickstart.
-# Works on a fresh machine as root or as a user with a Rust toolchain. Servers the tests
-# need (ZooKeeper, etcd, a Python gRPC client) are installed and started here as the
-# features that use them land; today every test runs in-process on loopback ports picked
-# at run time.
+# Works on a fresh machine as root or as a user with a Rust toolchain. The servers the
+# tests need (ZooKeeper, etcd) are installed from Debian's packages if missing, started on
+# 127.0.0.1 ports picked now, and stopped by PID at exit (scripts/servers.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source scripts/servers.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rpc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Keep the 2-core CI box responsive and the run deterministic in output.
 export RUST_BACKTRACE=1
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
+
+step "build prerequisites"
+# etcd-client compiles etcd's .proto files with protoc at build time.
+install_packages protobuf-compiler
 
 step "toolchain"
 cargo --version
@@ -23,6 +27,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "servers for the tests"
+start_zookeeper RPC_TEST_ZOOKEEPER
+start_zookeeper RPC_TEST_ZOOKEEPER_OUTAGE
+start_etcd RPC_TEST_ETCD
+start_etcd RPC_TEST_ETCD_OUTAGE
 
 step "cargo test (workspace: unit, integration, trybuild, doc tests)"
 cargo test --workspace --locked --no-fail-fast

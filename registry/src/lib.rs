@@ -1,136 +1,106 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod address;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+mod file;
+mod memory;
+mod subscription;
 mod url;
+#[cfg(feature = "zookeeper")]
+pub mod zookeeper;
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::watch;
 
-pub use url::{DEFAULT_WEIGHT, ProviderUrl};
+pub use address::RegistryAddress;
+pub use file::FileRegistry;
+pub use memory::MemoryRegistry;
+pub use subscription::{Subscription, Update};
+pub use url::{DEFAULT_WEIGHT, ProviderUrl, path_segment};
 
 /// What a registry operation can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A provider URL could not be parsed.
-    #[error("invalid provider url {url:?}: {reason}")]
+    /// A provider URL or a registry URL could not be parsed.
+    #[error("invalid url {url:?}: {reason}")]
     InvalidUrl {
-        /// The text as given.
+        /// The text as given (at most 256 characters of it).
         url: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// The registry does not accept this operation (a static list cannot change).
+    /// The registry does not accept this operation (a static list cannot change), or this
+    /// build does not include the registry a URL asks for.
     #[error("unsupported registry operation: {0}")]
     Unsupported(String),
-    /// The registry server could not be reached.
+    /// The registry server could not be reached, or refused the operation.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
+    /// A file of the file registry (or a cache file) could not be read or written.
+    #[error("registry file error: {0}")]
+    Io(String),
+    /// The registry was closed.
+    #[error("registry closed")]
+    Closed,
 }
 
 /// Where providers announce themselves and consumers find them.
+///
+/// Implementations connect in the background and keep retrying: an operation made while
+/// the server is unreachable is applied once it is back (a registration) or waits for it
+/// (a subscription reports [`Update::Unreachable`] meanwhile). After a session or lease is
+/// lost, they register again and watch again by themselves.
 pub trait Registry: Send + Sync + 'static {
-    /// Announces a provider of `url.service()`.
-    fn register(&self, url: ProviderUrl) -> BoxFuture<'_, Result<(), Error>>;
+    /// The registry's own URL (`zookeeper://127.0.0.1:2181`), as opened.
+    fn address(&self) -> &RegistryAddress;
+
+    /// Announces a provider of `url.service()` (or, for a URL with `side=consumer`, a
+    /// consumer, as Dubbo records them; consumers are never listed as providers). It stays
+    /// announced until it is unregistered, the registry is closed, or the process dies (an
+    /// ephemeral node, a lease or a file lease then runs out).
+    ///
+    /// While the server cannot be reached the registration is kept and applied once it
+    /// can; this returns `Ok` then, and the registry logs the delay.
+    fn register(&self, url: &ProviderUrl) -> BoxFuture<'_, Result<(), Error>>;
 
     /// Withdraws a provider announced with [`Registry::register`].
-    fn unregister(&self, url: ProviderUrl) -> BoxFuture<'_, Result<(), Error>>;
+    fn unregister(&self, url: &ProviderUrl) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// The providers of `service`, updated in place whenever they change.
-    fn subscribe(
-        &self,
-        service: &str,
-    ) -> BoxFuture<'_, Result<watch::Receiver<Vec<ProviderUrl>>, Error>>;
+    /// Follows the providers of `service`: the registry pushes the full provider set each
+    /// time it changes. Subscriptions to one service share one watch.
+    fn subscribe(&self, service: &str) -> BoxFuture<'_, Result<Subscription, Error>>;
+
+    /// Withdraws everything this handle registered and stops its watches; subscriptions
+    /// end ([`Subscription::next`] returns `None`).
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
-/// A fixed list of providers, for setups without a registry server.
+/// Opens the registry named by `url`:
 ///
-/// Registering is refused: the list is configuration, not state.
-pub struct StaticRegistry {
-    services: Mutex<BTreeMap<String, watch::Sender<Vec<ProviderUrl>>>>,
-}
-
-impl StaticRegistry {
-    /// A registry answering with `providers`, grouped by their service.
-    pub fn new(providers: impl IntoIterator<Item = ProviderUrl>) -> StaticRegistry {
-        let mut grouped: BTreeMap<String, Vec<ProviderUrl>> = BTreeMap::new();
-        for url in providers {
-            grouped
-                .entry(url.service().to_owned())
-                .or_default()
-                .push(url);
-        }
-        StaticRegistry {
-            services: Mutex::new(
-                grouped
-                    .into_iter()
-                    .map(|(service, urls)| (service, watch::Sender::new(urls)))
-                    .collect(),
-            ),
-        }
-    }
-}
-
-impl Registry for StaticRegistry {
-    fn register(&self, url: ProviderUrl) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            Err(Error::Unsupported(format!(
-                "a static registry cannot register {url}"
-            )))
-        })
-    }
-
-    fn unregister(&self, url: ProviderUrl) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            Err(Error::Unsupported(format!(
-                "a static registry cannot unregister {url}"
-            )))
-        })
-    }
-
-    fn subscribe(
-        &self,
-        service: &str,
-    ) -> BoxFuture<'_, Result<watch::Receiver<Vec<ProviderUrl>>, Error>> {
-        let receiver = self
-            .services
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(service.to_owned())
-            .or_insert_with(|| watch::Sender::new(Vec::new()))
-            .subscribe();
-        Box::pin(async move { Ok(receiver) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn url(s: &str) -> ProviderUrl {
-        s.parse().unwrap()
-    }
-
-    #[tokio::test]
-    async fn subscribers_see_only_their_service() {
-        let registry = StaticRegistry::new([
-            url("tcp://10.0.0.1:20880/a.A"),
-            url("tcp://10.0.0.2:20880/a.A"),
-            url("tcp://10.0.0.3:20880/b.B"),
-        ]);
-        let a = registry.subscribe("a.A").await.unwrap();
-        assert_eq!(a.borrow().len(), 2);
-        let none = registry.subscribe("c.C").await.unwrap();
-        assert!(none.borrow().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_static_registry_refuses_changes() {
-        let registry = StaticRegistry::new([]);
-        let result = registry.register(url("tcp://10.0.0.1:1/a.A")).await;
-        assert!(matches!(result, Err(Error::Unsupported(_))));
+/// - `memory://` or `memory://NAME`: in-process; handles opened with one name share it.
+/// - `file:///DIR`: providers and consumers of one host, through files in `DIR`.
+/// - `zookeeper://HOST:PORT[,HOST:PORT...]` (feature `zookeeper`).
+/// - `etcd://HOST:PORT[,HOST:PORT...]` (feature `etcd`).
+///
+/// Only a malformed URL fails here: servers are connected in the background, so a process
+/// started while its registry is down still starts.
+pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
+    let address: RegistryAddress = url.parse()?;
+    match address.scheme() {
+        "memory" => Ok(Arc::new(MemoryRegistry::named(address))),
+        "file" => Ok(Arc::new(FileRegistry::open(address)?)),
+        #[cfg(feature = "zookeeper")]
+        "zookeeper" => Err(zookeeper::ZooKeeperRegistry::open(address).map(|_| ()).unwrap_err()),
+        #[cfg(feature = "etcd")]
+        "etcd" => Err(etcd::EtcdRegistry::open(address).map(|_| ()).unwrap_err()),
+        other => Err(Error::Unsupported(format!(
+            "no registry for scheme {other:?} in this build (known: memory, file{}{})",
+            if cfg!(feature = "zookeeper") { ", zookeeper" } else { "" },
+            if cfg!(feature = "etcd") { ", etcd" } else { "" },
+        ))),
     }
 }

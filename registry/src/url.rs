@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::Error;
 
@@ -11,7 +14,7 @@ use crate::Error;
 pub const DEFAULT_WEIGHT: u32 = 100;
 
 /// One provider of one service. Parameters keep their order so the text form is stable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProviderUrl {
     scheme: String,
     address: String,
@@ -62,6 +65,75 @@ impl ProviderUrl {
             .and_then(|w| w.parse().ok())
             .unwrap_or(DEFAULT_WEIGHT)
     }
+
+    /// True for a consumer's URL (`side=consumer`), which a registry files under the
+    /// service's `consumers` and never lists as a provider.
+    pub fn is_consumer(&self) -> bool {
+        self.param("side") == Some("consumer")
+    }
+
+    /// The `version` parameter; empty when the service is not versioned.
+    pub fn version(&self) -> &str {
+        self.param("version").unwrap_or("")
+    }
+
+    /// When the provider started (the `timestamp` parameter, ms since the Unix epoch), if
+    /// given and readable.
+    pub fn start(&self) -> Option<SystemTime> {
+        let ms: u64 = self.param("timestamp")?.parse().ok()?;
+        UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+    }
+
+    /// The codecs the provider accepts (the `serialization` parameter, comma-separated);
+    /// `None` when it does not say.
+    pub fn serializations(&self) -> Option<impl Iterator<Item = &str>> {
+        let list = self.param("serialization")?;
+        Some(list.split(',').map(str::trim).filter(|s| !s.is_empty()))
+    }
+
+    /// All parameters, by name.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        &self.params
+    }
+
+    /// The URL as one path segment (`tcp%3A%2F%2F...`), the way Dubbo names a provider's
+    /// node: encoded like Java's `URLEncoder`.
+    pub fn to_path_segment(&self) -> String {
+        path_segment(&self.to_string())
+    }
+
+    /// Parses a URL named by a path segment made by [`ProviderUrl::to_path_segment`].
+    pub fn from_path_segment(segment: &str) -> Result<ProviderUrl, Error> {
+        let text = decode_path_segment(segment).ok_or_else(|| Error::InvalidUrl {
+            url: segment.chars().take(256).collect(),
+            reason: "not a percent-encoded UTF-8 segment".to_owned(),
+        })?;
+        text.parse()
+    }
+}
+
+/// Bytes Java's `URLEncoder` keeps as they are: letters, digits and `*-._`.
+const KEPT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+/// `text` encoded as one path segment, as Dubbo encodes service names and URLs in
+/// ZooKeeper paths (Java's `URLEncoder`, with `%20` for a space, which never occurs in a
+/// valid URL or service name).
+pub fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, KEPT).to_string()
+}
+
+/// The text of a path segment; `+` is a space, as Java's `URLDecoder` reads it. `None`
+/// when the bytes are not UTF-8.
+pub(crate) fn decode_path_segment(segment: &str) -> Option<String> {
+    let plus_as_space = segment.replace('+', " ");
+    percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 impl fmt::Display for ProviderUrl {
@@ -159,7 +231,39 @@ mod tests {
         }
     }
 
+    #[test]
+    fn path_segments_are_encoded_like_dubbo() {
+        let url: ProviderUrl = "tcp://10.0.0.5:20880/demo.Greeter?methods=greet,charge&side=provider"
+            .parse()
+            .unwrap();
+        // As Dubbo's URL.encode (java.net.URLEncoder) writes it.
+        assert_eq!(
+            url.to_path_segment(),
+            "tcp%3A%2F%2F10.0.0.5%3A20880%2Fdemo.Greeter%3Fmethods%3Dgreet%2Ccharge%26side%3Dprovider"
+        );
+        assert_eq!(ProviderUrl::from_path_segment(&url.to_path_segment()).unwrap(), url);
+        assert!(ProviderUrl::from_path_segment("%FF%FE").is_err());
+        assert_eq!(path_segment("demo.Greeter"), "demo.Greeter");
+    }
+
+    #[test]
+    fn parameters_read_as_typed_values() {
+        let url: ProviderUrl =
+            "tcp://h:1/a.A?version=1.0&timestamp=1000&serialization=bincode, json".parse().unwrap();
+        assert_eq!(url.version(), "1.0");
+        assert_eq!(url.start(), Some(UNIX_EPOCH + Duration::from_secs(1)));
+        assert_eq!(url.serializations().unwrap().collect::<Vec<_>>(), ["bincode", "json"]);
+        let bare: ProviderUrl = "tcp://h:1/a.A?timestamp=soon".parse().unwrap();
+        assert_eq!((bare.version(), bare.start()), ("", None));
+        assert!(bare.serializations().is_none());
+    }
+
     proptest! {
+        #[test]
+        fn path_segments_round_trip(text in ".{0,100}") {
+            prop_assert_eq!(decode_path_segment(&path_segment(&text)), Some(text));
+        }
+
         #[test]
         fn urls_round_trip_through_text(port in any::<u16>(), service in "[a-zA-Z][a-zA-Z0-9.]{0,30}", params in proptest::collection::btree_map("[a-z]{1,8}", "[a-z0-9,.]{0,12}", 0..5)) {
             let mut url = ProviderUrl::new("tcp", &format!("127.0.0.1:{port}"), &service);
