@@ -136,6 +136,16 @@ pub fn parse_flags(allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     Ok(flags)
 }
 
+/// The registry the example binaries use when not told otherwise: a directory under the
+/// system's temporary directory, so a `provider` and a `consumer` started in two terminals
+/// of one host find each other with no flags.
+pub fn default_registry() -> String {
+    format!(
+        "file://{}",
+        std::env::temp_dir().join("rpc-registry").display()
+    )
+}
+
 /// The process exit code for a binary's outcome; an error is printed as `program: error`.
 pub fn exit_code(program: &str, outcome: Result<(), String>) -> std::process::ExitCode {
     match outcome {

@@ -113,6 +113,11 @@ pub enum Error {
     /// A handler failed on the provider (it panicked); the caller sees it as [`Error::Remote`].
     #[error("handler failed: {0}")]
     Handler(String),
+    /// A registry operation failed: a server could not register its services, or a
+    /// registry URL is malformed. Calls themselves never fail with it: a consumer keeps its
+    /// last good provider list while its registry is away.
+    #[error("registry error: {0}")]
+    Registry(#[from] registry::Error),
     /// A builder was given an invalid or incomplete configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -22,6 +22,10 @@ pub type Channel = BoxCloneSyncService<Request, Response, crate::Error>;
 
 /// A way to reach providers and to serve calls.
 pub trait Transport: Send + Sync + 'static {
+    /// The protocol name providers announce in their registry URLs (`tcp`); a consumer
+    /// only uses providers announced with its own transport's name.
+    fn protocol(&self) -> &'static str;
+
     /// A channel to the provider at `address` (`host:port`).
     ///
     /// Connecting is lazy and repeated: the channel connects on first use and reconnects

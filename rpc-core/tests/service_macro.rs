@@ -359,6 +359,10 @@ impl Reply for OneshotReply {
 }
 
 impl Transport for InProcess {
+    fn protocol(&self) -> &'static str {
+        "inprocess"
+    }
+
     fn connect(&self, _address: &str) -> rpc_core::Result<Channel> {
         let dispatcher = self.dispatcher.clone();
         Ok(BoxCloneSyncService::new(tower::service_fn(

@@ -1,11 +1,16 @@
 //! Calls the example services on one or more providers.
 //!
-//! `consumer --connect 127.0.0.1:20880[,127.0.0.1:20881] --codec json --calls 5`
+//! `consumer [--registry URL | --connect 127.0.0.1:20880[,127.0.0.1:20881]] --codec json --calls 5`
+//!
+//! Without `--connect` it finds providers in the registry (default: the file registry the
+//! `provider` binary uses too).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use examples::{EchoClient, GreeterClient, exit_code, init_logging, parse_flags};
-use rpc_core::Codec;
+use examples::{EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags};
+use rpc_core::client::FromClient;
+use rpc_core::{ClientBuilder, Codec};
 use transports::TcpTransport;
 
 #[tokio::main]
@@ -15,27 +20,37 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let mut addresses = vec!["127.0.0.1:20880".to_owned()];
+    let mut addresses: Vec<String> = Vec::new();
+    let mut registry_url = default_registry();
     let mut codec = Codec::Bincode;
     let mut calls = 3u32;
-    for (flag, value) in parse_flags(&["--connect", "--codec", "--calls"])? {
+    for (flag, value) in parse_flags(&["--connect", "--registry", "--codec", "--calls"])? {
         match flag.as_str() {
             "--connect" => addresses = value.split(',').map(str::to_owned).collect(),
+            "--registry" => registry_url = value,
             "--codec" => codec = value.parse().map_err(|e: rpc_core::Error| e.to_string())?,
             _ => calls = value.parse().map_err(|e| format!("--calls: {e}"))?,
         }
     }
+    let registry = match addresses.is_empty() {
+        true => Some(
+            registry::connect(&registry_url)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        false => None,
+    };
     let transport = TcpTransport::default();
-    let greeter = GreeterClient::builder()
+    let greeter: GreeterClient = providers(GreeterClient::builder(), &registry, &addresses)
         .transport(transport.clone())
-        .addresses(addresses.clone())
+        .application("examples-consumer")
         .codec(codec)
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    let echo = EchoClient::builder()
+    let echo: EchoClient = providers(EchoClient::builder(), &registry, &addresses)
         .transport(transport)
-        .addresses(addresses)
+        .application("examples-consumer")
         .codec(codec)
         .build()
         .map_err(|e| e.to_string())?;
@@ -61,4 +76,16 @@ async fn run() -> Result<(), String> {
         return Err(format!("{failures} calls failed"));
     }
     Ok(())
+}
+
+/// The registry when there is one, else the addresses given: the same for every client.
+fn providers<S: FromClient>(
+    builder: ClientBuilder<S>,
+    registry: &Option<Arc<dyn registry::Registry>>,
+    addresses: &[String],
+) -> ClientBuilder<S> {
+    match registry {
+        Some(registry) => builder.registry(registry.clone()),
+        None => builder.addresses(addresses.iter().cloned()),
+    }
 }

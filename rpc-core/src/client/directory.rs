@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
+
 use super::provider::{Connector, Provider};
 use crate::Result;
 
@@ -12,6 +14,14 @@ use crate::Result;
 pub trait Directory: Send + Sync + 'static {
     /// A snapshot of the providers; cheap to call on every request.
     fn providers(&self) -> Arc<[Provider]>;
+
+    /// Resolves once the directory lists at least one provider. A call that finds none
+    /// waits on it, within its deadline, instead of failing at once: a consumer started
+    /// just before its providers (or before its registry answered) still gets through.
+    /// A fixed list is ready at once.
+    fn listed(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A fixed list of providers.

@@ -10,8 +10,10 @@ mod deadline;
 mod directory;
 pub mod loadbalance;
 mod provider;
+mod registry_directory;
 
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub use loadbalance::{
     ShortestResponse, Tried,
 };
 pub use provider::{Connector, DEFAULT_WEIGHT, Provider, ProviderStats};
+pub use registry_directory::{CACHE_FALLBACK_AFTER, Discovery, RegistryDirectory};
+pub(crate) use registry_directory::{epoch_ms, local_host};
 
 /// The consumer pipeline as one tower service.
 pub type ConsumerService = BoxCloneSyncService<Request, Response, Error>;
@@ -150,6 +154,12 @@ impl Client {
         self.call_oneway_in::<Serde, A>(method, args, None).await
     }
 
+    /// The providers this client calls, as its directory lists them now (with their
+    /// weights, metadata and live statistics).
+    pub fn providers(&self) -> Arc<[Provider]> {
+        self.shared.cluster.providers()
+    }
+
     /// Sends an already-built request through the consumer pipeline.
     pub async fn invoke(&self, request: Request) -> Result<Response> {
         self.shared.stack.clone().oneshot(request).await
@@ -227,6 +237,9 @@ pub struct ClientBuilder<S = Client> {
     addresses: Vec<(String, u32)>,
     transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
+    registry: Option<Arc<dyn registry::Registry>>,
+    application: String,
+    registry_cache: Option<PathBuf>,
     load_balance: Option<Arc<dyn LoadBalance>>,
     load_balance_name: Option<String>,
     cluster: ClusterMode,
@@ -249,6 +262,9 @@ impl<S: FromClient> ClientBuilder<S> {
             addresses: Vec::new(),
             transport: None,
             directory: None,
+            registry: None,
+            application: String::new(),
+            registry_cache: None,
             load_balance: None,
             load_balance_name: None,
             cluster: ClusterMode::default(),
@@ -307,6 +323,34 @@ impl<S: FromClient> ClientBuilder<S> {
     /// [`ClientBuilder::provider_layer`].
     pub fn directory(mut self, directory: impl Directory) -> ClientBuilder<S> {
         self.directory = Some(Arc::new(directory));
+        self
+    }
+
+    /// Finds providers in `registry` (see [`registry::connect`]) instead of a static
+    /// address list, and follows them as they come and go. Only providers announced on
+    /// this client's transport, version and codec are used. The first call waits (within
+    /// its deadline) for the first providers; while the registry is away the client keeps
+    /// calling the last providers it knew, also across restarts (a cache file, see
+    /// [`ClientBuilder::registry_cache`]).
+    ///
+    /// [`ClientBuilder::build`] must then run within a tokio runtime: the subscription
+    /// is followed by a task.
+    pub fn registry(mut self, registry: Arc<dyn registry::Registry>) -> ClientBuilder<S> {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Where a registry-fed client keeps its last good provider list (default: a file
+    /// under the system's temporary directory, named after the registry and service).
+    pub fn registry_cache(mut self, path: impl Into<PathBuf>) -> ClientBuilder<S> {
+        self.registry_cache = Some(path.into());
+        self
+    }
+
+    /// The application this client belongs to, announced in the registry (Dubbo's
+    /// `application.name`).
+    pub fn application(mut self, name: impl Into<String>) -> ClientBuilder<S> {
+        self.application = name.into();
         self
     }
 
@@ -401,22 +445,49 @@ impl<S: FromClient> ClientBuilder<S> {
     /// Fails with [`Error::Config`] when the providers are missing, or when a method names
     /// an unknown cluster mode or load balancer.
     pub fn build(self) -> Result<S> {
-        let directory: Arc<dyn Directory> = match (self.directory, self.transport) {
-            (Some(_), _) if !self.provider_layers.is_empty() => {
+        let service = &self.service;
+        let directory: Arc<dyn Directory> = match (self.directory, self.registry, self.transport) {
+            (Some(_), Some(_), _) => {
                 return Err(Error::Config(format!(
-                    "client for {}: provider layers apply to providers the builder connects; \
-                     a directory makes its own (give it a Connector)",
-                    self.service
+                    "client for {service}: give it a directory or a registry, not both"
                 )));
             }
-            (Some(directory), _) => directory,
-            (None, Some(transport)) => {
-                if self.addresses.is_empty() {
-                    return Err(Error::Config(format!(
-                        "client for {} has no provider addresses; call .address(...)",
-                        self.service
-                    )));
-                }
+            (Some(_), None, _) if !self.provider_layers.is_empty() => {
+                return Err(Error::Config(format!(
+                    "client for {service}: provider layers apply to providers the builder \
+                     connects; a directory makes its own (give it a Connector)"
+                )));
+            }
+            (Some(directory), None, _) => directory,
+            (None, Some(_), Some(_)) if !self.addresses.is_empty() => {
+                return Err(Error::Config(format!(
+                    "client for {service}: give it addresses or a registry, not both"
+                )));
+            }
+            (None, Some(_), Some(_)) if tokio::runtime::Handle::try_current().is_err() => {
+                return Err(Error::Config(format!(
+                    "client for {service}: a registry-fed client must be built within a \
+                     tokio runtime (it follows the registry in a task)"
+                )));
+            }
+            (None, Some(registry), Some(transport)) => {
+                let discovery = Discovery {
+                    service: service.clone(),
+                    version: self.version.clone(),
+                    protocol: transport.protocol().to_owned(),
+                    codec: self.codec,
+                    application: self.application.clone(),
+                    cache_file: self.registry_cache.clone(),
+                };
+                let connector = Connector::new(transport).with_layers(self.provider_layers);
+                Arc::new(RegistryDirectory::start(registry, discovery, connector))
+            }
+            (None, None, Some(_)) if self.addresses.is_empty() => {
+                return Err(Error::Config(format!(
+                    "client for {service} has no providers; call .address(...) or .registry(...)"
+                )));
+            }
+            (None, None, Some(transport)) => {
                 let connector = Connector::new(transport).with_layers(self.provider_layers);
                 let providers = self
                     .addresses
@@ -425,10 +496,9 @@ impl<S: FromClient> ClientBuilder<S> {
                     .collect::<Result<Vec<_>>>()?;
                 Arc::new(StaticDirectory::new(providers))
             }
-            (None, None) => {
+            (None, _, None) => {
                 return Err(Error::Config(format!(
-                    "client for {} has no transport; call .transport(...)",
-                    self.service
+                    "client for {service} has no transport; call .transport(...)"
                 )));
             }
         };

@@ -7,6 +7,7 @@
 
 mod admission;
 mod dispatch;
+mod registration;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 
+use self::registration::{Announcement, Registration};
 use crate::descriptor::ServiceDescriptor;
 use crate::request::MethodRef;
 use crate::transport::{Listener, Transport};
@@ -195,9 +197,43 @@ pub struct ServerBuilder {
     codecs: Vec<Codec>,
     shutdown_timeout: Duration,
     layers: Vec<BoxLayer>,
+    registry: Option<Arc<dyn registry::Registry>>,
+    announcement: Announcement,
 }
 
 impl ServerBuilder {
+    /// Registers every service in `registry` (see [`registry::connect`]) once the server
+    /// listens, one Dubbo-style provider URL each (protocol, address, methods, codecs,
+    /// version, weight, start time). Graceful shutdown unregisters first, then drains, so
+    /// consumers move away before calls are refused. A killed process disappears by
+    /// itself (ephemeral node, lease).
+    pub fn registry(mut self, registry: Arc<dyn registry::Registry>) -> ServerBuilder {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The application this server belongs to, announced in its URLs (Dubbo's
+    /// `application.name`).
+    pub fn application(mut self, name: impl Into<String>) -> ServerBuilder {
+        self.announcement.application = name.into();
+        self
+    }
+
+    /// The weight announced for this server (default: none announced, which consumers
+    /// read as 100).
+    pub fn weight(mut self, weight: u32) -> ServerBuilder {
+        self.announcement.weight = Some(weight);
+        self
+    }
+
+    /// The host consumers should dial, when it is not the bound one (behind NAT, in a
+    /// container). By default: the bound address, or this host's outward address when
+    /// bound to all interfaces.
+    pub fn advertise_host(mut self, host: impl Into<String>) -> ServerBuilder {
+        self.announcement.host = Some(host.into());
+        self
+    }
+
     /// Adds a tower layer (a provider filter) around every call this server serves.
     ///
     /// Layers see calls already resolved to a method ([`ServerRequest::method`]) and run
@@ -266,8 +302,28 @@ impl ServerBuilder {
         let listener = transport.bind(address, dispatcher.clone()).await?;
         let (shutdown, _) = watch::channel(false);
         tracing::info!(address = %listener.local_addr(), services = ?dispatcher.descriptors().iter().map(|d| d.name).collect::<Vec<_>>(), "server listening");
+        let registration = match self.registry {
+            Some(registry) => {
+                let urls = self.announcement.urls(
+                    transport.protocol(),
+                    listener.local_addr(),
+                    &dispatcher.descriptors(),
+                    &self.codecs,
+                );
+                match Registration::register(registry, urls).await {
+                    Ok(registration) => Some(registration),
+                    Err(error) => {
+                        listener.stop_accepting();
+                        listener.close().await;
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
+            registration,
             dispatcher,
             handle: ServerHandle {
                 shutdown: Arc::new(shutdown),
@@ -282,6 +338,7 @@ impl ServerBuilder {
 /// callers told so).
 pub struct Server {
     listener: Box<dyn Listener>,
+    registration: Option<Registration>,
     dispatcher: Dispatcher,
     handle: ServerHandle,
     shutdown_timeout: Duration,
@@ -296,6 +353,8 @@ impl Server {
             codecs: Codec::ALL.to_vec(),
             layers: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            registry: None,
+            announcement: Announcement::default(),
         }
     }
 
@@ -325,9 +384,19 @@ impl Server {
         self.shutdown().await;
     }
 
-    /// Stops accepting, lets in-flight calls finish (bounded by the shutdown timeout), closes.
-    pub async fn shutdown(self) {
+    /// The provider URLs this server registered (empty without a registry, or once
+    /// shutdown has unregistered them).
+    pub fn registered(&self) -> &[registry::ProviderUrl] {
+        self.registration.as_ref().map_or(&[], |r| &r.urls)
+    }
+
+    /// Unregisters from the registry (consumers move away), stops accepting, lets
+    /// in-flight calls finish (bounded by the shutdown timeout), closes.
+    pub async fn shutdown(mut self) {
         tracing::info!(address = %self.local_addr(), "server shutting down");
+        if let Some(registration) = &mut self.registration {
+            registration.withdraw().await;
+        }
         self.listener.stop_accepting();
         if !self.dispatcher.drain(self.shutdown_timeout).await {
             tracing::warn!(

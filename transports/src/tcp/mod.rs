@@ -156,6 +156,10 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
+    fn protocol(&self) -> &'static str {
+        "tcp"
+    }
+
     fn connect(&self, address: &str) -> Result<Channel> {
         Ok(BoxCloneSyncService::new(
             self.endpoints.channel(address, &self.config),

@@ -216,6 +216,11 @@ impl Cluster {
             .map_or(self.defaults.mode, |policy| policy.mode)
     }
 
+    /// The providers its directory lists now.
+    pub fn providers(&self) -> Arc<[Provider]> {
+        self.directory.providers()
+    }
+
     /// True when calls of `method` need [`Request::hash_key`].
     pub fn needs_hash_key(&self, method: &'static MethodDescriptor) -> bool {
         let balancer = match self.resolved(method) {
@@ -252,7 +257,9 @@ impl Service<Request> for Cluster {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let providers = self.directory.providers();
+        let mut providers = self.directory.providers();
+        // Only a call that finds no provider holds the directory (one more shared count).
+        let directory = providers.is_empty().then(|| self.directory.clone());
         let policy = self.policy(request.method);
         let service = self.service.clone();
         // Only failback calls need the queue: no shared count touched on other calls.
@@ -262,8 +269,13 @@ impl Service<Request> for Cluster {
         };
         Box::pin(async move {
             let policy = policy?;
-            if providers.is_empty() {
-                return Err(Error::NoProvider(service.to_string()));
+            if let Some(directory) = directory {
+                let listed = directory.listed();
+                let _ = tokio::time::timeout_at(request.deadline.into(), listed).await;
+                providers = directory.providers();
+                if providers.is_empty() {
+                    return Err(Error::NoProvider(service.to_string()));
+                }
             }
             match policy.mode {
                 ClusterMode::Failover | ClusterMode::Failfast => {
