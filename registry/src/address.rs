@@ -115,7 +115,9 @@ impl FromStr for RegistryAddress {
             }
         }
         if address.scheme() == "file" && address.location.is_empty() {
-            return Err(invalid("file:// needs a directory, as in file:///tmp/rpc-registry"));
+            return Err(invalid(
+                "file:// needs a directory, as in file:///tmp/rpc-registry",
+            ));
         }
         Ok(address)
     }
@@ -127,9 +129,10 @@ mod tests {
 
     #[test]
     fn registry_urls_parse() {
-        let zk: RegistryAddress = "zookeeper://127.0.0.1:2181,127.0.0.1:2182?session_timeout_ms=4000"
-            .parse()
-            .unwrap();
+        let zk: RegistryAddress =
+            "zookeeper://127.0.0.1:2181,127.0.0.1:2182?session_timeout_ms=4000"
+                .parse()
+                .unwrap();
         assert_eq!(zk.scheme(), "zookeeper");
         assert_eq!(zk.hosts(), ["127.0.0.1:2181", "127.0.0.1:2182"]);
         assert_eq!(
@@ -155,7 +158,10 @@ mod tests {
             "memory://x?=1",
         ] {
             assert!(
-                matches!(bad.parse::<RegistryAddress>(), Err(Error::InvalidUrl { .. })),
+                matches!(
+                    bad.parse::<RegistryAddress>(),
+                    Err(Error::InvalidUrl { .. })
+                ),
                 "{bad:?} parsed"
             );
         }

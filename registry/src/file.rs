@@ -126,10 +126,9 @@ impl Registry for FileRegistry {
             .unwrap_or_else(|| self.file_of(url));
         Box::pin(async move {
             match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io(format!(
-                    "cannot remove {}: {e}",
-                    path.display()
-                ))),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::Io(format!("cannot remove {}: {e}", path.display())))
+                }
                 _ => Ok(()),
             }
         })
@@ -314,10 +313,8 @@ impl FolderWatch {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(error) => {
-                self.topics.unreachable(&format!(
-                    "cannot read {}: {error}",
-                    self.dir.display()
-                ));
+                self.topics
+                    .unreachable(&format!("cannot read {}: {error}", self.dir.display()));
                 return;
             }
         };
@@ -333,11 +330,14 @@ impl FolderWatch {
             present.insert(path.clone());
             match read_entry(&path) {
                 Ok(entry) => {
-                    let live = entry.expires_ms > now
-                        && (entry.host != here || process_alive(entry.pid));
+                    let live =
+                        entry.expires_ms > now && (entry.host != here || process_alive(entry.pid));
                     if live {
                         urls.push(entry.url);
-                    } else if entry.expires_ms.saturating_add(self.lease.as_millis() as u64) < now
+                    } else if entry
+                        .expires_ms
+                        .saturating_add(self.lease.as_millis() as u64)
+                        < now
                         || (entry.host == here && !process_alive(entry.pid))
                     {
                         // Long dead: tidy up, so the folder does not grow forever.
@@ -424,7 +424,10 @@ mod tests {
     fn entries_parse_and_garbage_is_an_error() {
         let entry = parse_entry("url=tcp://h:1/a.A\nhost=box\npid=42\nexpires_ms=7\n").unwrap();
         assert_eq!(entry.url, url("tcp://h:1/a.A"));
-        assert_eq!((entry.host.as_str(), entry.pid, entry.expires_ms), ("box", 42, 7));
+        assert_eq!(
+            (entry.host.as_str(), entry.pid, entry.expires_ms),
+            ("box", 42, 7)
+        );
         for garbage in [
             "",
             "\u{0}\u{1}binary",
@@ -445,7 +448,11 @@ mod tests {
         assert!(next_providers(&mut subscription).await.is_empty());
         provider.register(&url("tcp://h:1/a.A")).await.unwrap();
         assert_eq!(next_providers(&mut subscription).await, ["h:1"]);
-        std::fs::write(dir.join("a.A").join("garbage.url"), b"\xff\xfe not a provider").unwrap();
+        std::fs::write(
+            dir.join("a.A").join("garbage.url"),
+            b"\xff\xfe not a provider",
+        )
+        .unwrap();
         provider.register(&url("tcp://h:2/a.A")).await.unwrap();
         assert_eq!(next_providers(&mut subscription).await, ["h:1", "h:2"]);
         provider.unregister(&url("tcp://h:1/a.A")).await.unwrap();
@@ -476,7 +483,10 @@ mod tests {
         write("dead.url", 3, 4_000_000_000, now + 60_000);
         let mut subscription = consumer.subscribe("a.A").await.unwrap();
         assert_eq!(next_providers(&mut subscription).await, ["h:1"]);
-        assert!(!service_dir.join("dead.url").exists(), "a dead process's file is tidied");
+        assert!(
+            !service_dir.join("dead.url").exists(),
+            "a dead process's file is tidied"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

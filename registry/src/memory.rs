@@ -38,10 +38,7 @@ struct State {
 impl MemoryRegistry {
     /// A new registry of its own, shared with no other handle.
     pub fn new() -> MemoryRegistry {
-        MemoryRegistry::with_shared(
-            RegistryAddress::memory(),
-            Arc::new(Shared::default()),
-        )
+        MemoryRegistry::with_shared(RegistryAddress::memory(), Arc::new(Shared::default()))
     }
 
     /// A handle on the process-wide registry called `address.location()`.
@@ -221,8 +218,12 @@ mod tests {
 
     #[tokio::test]
     async fn named_registries_are_shared_by_name_only() {
-        let a = crate::connect("memory://shared-by-name-test").await.unwrap();
-        let b = crate::connect("memory://shared-by-name-test").await.unwrap();
+        let a = crate::connect("memory://shared-by-name-test")
+            .await
+            .unwrap();
+        let b = crate::connect("memory://shared-by-name-test")
+            .await
+            .unwrap();
         let other = crate::connect("memory://another-name-test").await.unwrap();
         a.register(&url("tcp://h:1/a.A")).await.unwrap();
         let mut seen = b.subscribe("a.A").await.unwrap();

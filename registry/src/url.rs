@@ -233,15 +233,19 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded_like_dubbo() {
-        let url: ProviderUrl = "tcp://10.0.0.5:20880/demo.Greeter?methods=greet,charge&side=provider"
-            .parse()
-            .unwrap();
+        let url: ProviderUrl =
+            "tcp://10.0.0.5:20880/demo.Greeter?methods=greet,charge&side=provider"
+                .parse()
+                .unwrap();
         // As Dubbo's URL.encode (java.net.URLEncoder) writes it.
         assert_eq!(
             url.to_path_segment(),
             "tcp%3A%2F%2F10.0.0.5%3A20880%2Fdemo.Greeter%3Fmethods%3Dgreet%2Ccharge%26side%3Dprovider"
         );
-        assert_eq!(ProviderUrl::from_path_segment(&url.to_path_segment()).unwrap(), url);
+        assert_eq!(
+            ProviderUrl::from_path_segment(&url.to_path_segment()).unwrap(),
+            url
+        );
         assert!(ProviderUrl::from_path_segment("%FF%FE").is_err());
         assert_eq!(path_segment("demo.Greeter"), "demo.Greeter");
     }
@@ -249,10 +253,15 @@ mod tests {
     #[test]
     fn parameters_read_as_typed_values() {
         let url: ProviderUrl =
-            "tcp://h:1/a.A?version=1.0&timestamp=1000&serialization=bincode, json".parse().unwrap();
+            "tcp://h:1/a.A?version=1.0&timestamp=1000&serialization=bincode, json"
+                .parse()
+                .unwrap();
         assert_eq!(url.version(), "1.0");
         assert_eq!(url.start(), Some(UNIX_EPOCH + Duration::from_secs(1)));
-        assert_eq!(url.serializations().unwrap().collect::<Vec<_>>(), ["bincode", "json"]);
+        assert_eq!(
+            url.serializations().unwrap().collect::<Vec<_>>(),
+            ["bincode", "json"]
+        );
         let bare: ProviderUrl = "tcp://h:1/a.A?timestamp=soon".parse().unwrap();
         assert_eq!((bare.version(), bare.start()), ("", None));
         assert!(bare.serializations().is_none());

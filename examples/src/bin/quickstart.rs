@@ -232,6 +232,8 @@ async fn run() -> Result<Report, Error> {
         format!("{answered}/60 answered {failures:?}"),
     );
 
+    registry_section(&transport, &mut report).await?;
+
     println!("\nshutting down providers (draining in-flight calls)");
     for provider in providers {
         let address = provider.local_addr();
@@ -258,4 +260,104 @@ fn display<T: std::fmt::Debug>(result: &Result<T, Error>) -> String {
         Ok(value) => format!("{value:?}"),
         Err(error) => format!("error: {error}"),
     }
+}
+
+/// Providers found through the in-process registry: one joins and one leaves while a
+/// consumer keeps calling.
+async fn registry_section(transport: &TcpTransport, report: &mut Report) -> Result<(), Error> {
+    println!("\nregistry (memory://quickstart): providers join and leave while a consumer calls:");
+    let registry = registry::connect("memory://quickstart").await?;
+    let start = |name: &'static str| {
+        Server::builder()
+            .registry(registry.clone())
+            .application("quickstart")
+            .transport(transport.clone())
+            .add_service(GreeterServer::new(Greeting::new(name)))
+            .bind("127.0.0.1:0")
+    };
+    let mut servers = vec![start("registered-1").await?, start("registered-2").await?];
+    let greeter = GreeterClient::builder()
+        .transport(transport.clone())
+        .registry(registry.clone())
+        .load_balance_by_name("roundrobin")
+        .build()?;
+    let listed = |greeter: &GreeterClient| greeter.client().providers().len();
+
+    // A caller running throughout: every answer must come back, whatever moves.
+    let caller = {
+        let greeter = greeter.clone();
+        tokio::spawn(async move {
+            let (mut answered, mut failed) = (0u32, Vec::new());
+            for i in 0..400i64 {
+                match greeter.add(i, 1).await {
+                    Ok(sum) if sum == i + 1 => answered += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (answered, failed)
+        })
+    };
+    let names = greet_names(&greeter, 20).await;
+    report.check(
+        "consumer finds 2 registered providers",
+        listed(&greeter) == 2 && names.len() == 2,
+        format!("{names:?}"),
+    );
+
+    let joined = Instant::now();
+    servers.push(start("registered-3").await?);
+    let seen = wait_for(|| listed(&greeter) == 3).await;
+    let names = greet_names(&greeter, 30).await;
+    report.check(
+        "a joining provider is called",
+        seen && names.contains("registered-3"),
+        format!("listed after {:?}; {names:?}", joined.elapsed()),
+    );
+
+    let left = Instant::now();
+    servers.remove(0).shutdown().await;
+    let gone = wait_for(|| listed(&greeter) == 2).await;
+    let names = greet_names(&greeter, 30).await;
+    report.check(
+        "a leaving provider is dropped",
+        gone && !names.contains("registered-1"),
+        format!("unlisted after {:?}; {names:?}", left.elapsed()),
+    );
+
+    let (answered, failed) = caller
+        .await
+        .map_err(|e| Error::Config(format!("caller task: {e}")))?;
+    report.check(
+        "no call failed while providers moved",
+        failed.is_empty(),
+        format!("{answered}/400 answered {failed:?}"),
+    );
+    for server in servers {
+        server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The providers that answered `calls` greetings.
+async fn greet_names(greeter: &GreeterClient, calls: usize) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for i in 0..calls {
+        if let Ok(Ok(greeting)) = greeter.greet(format!("guest-{i}")).await {
+            names.insert(answered_by(&greeting));
+        }
+    }
+    names
+}
+
+/// Polls `done` until it holds (true) or 5 s pass (false).
+async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
 }

@@ -286,13 +286,17 @@ impl Follower {
 
     fn consumer_url(&self) -> ProviderUrl {
         let discovery = &self.discovery;
-        let mut url = ProviderUrl::new("consumer", &format!("{}:0", local_host()), &discovery.service)
-            .with_param("side", "consumer")
-            .with_param("category", "consumers")
-            .with_param("protocol", &discovery.protocol)
-            .with_param("serialization", discovery.codec.name())
-            .with_param("pid", &std::process::id().to_string())
-            .with_param("timestamp", &epoch_ms().to_string());
+        let mut url = ProviderUrl::new(
+            "consumer",
+            &format!("{}:0", local_host()),
+            &discovery.service,
+        )
+        .with_param("side", "consumer")
+        .with_param("category", "consumers")
+        .with_param("protocol", &discovery.protocol)
+        .with_param("serialization", discovery.codec.name())
+        .with_param("pid", &std::process::id().to_string())
+        .with_param("timestamp", &epoch_ms().to_string());
         if !discovery.application.is_empty() {
             url = url.with_param("application", &discovery.application);
         }
@@ -438,15 +442,16 @@ mod tests {
 
     #[test]
     fn the_cache_round_trips_and_skips_garbage() {
-        let path = std::env::temp_dir().join(format!(
-            "rpc-cache-test-{}/a.cache",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("rpc-cache-test-{}/a.cache", std::process::id()));
         let urls = [url("tcp://h:1/a.A"), url("tcp://h:2/a.A?weight=5")];
         write_cache(&path, urls.iter());
         assert_eq!(read_cache(&path), urls);
         std::fs::write(&path, "tcp://h:1/a.A\n\u{0}garbage\n\ntcp://h:3/a.A\n").unwrap();
-        assert_eq!(read_cache(&path), [url("tcp://h:1/a.A"), url("tcp://h:3/a.A")]);
+        assert_eq!(
+            read_cache(&path),
+            [url("tcp://h:1/a.A"), url("tcp://h:3/a.A")]
+        );
         assert!(read_cache(&path.with_extension("missing")).is_empty());
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
