@@ -14,6 +14,8 @@ fn start_provider(codecs: &str) -> (Child, String, BufReader<std::process::Child
             codecs,
             "--name",
             "p-test",
+            "--registry",
+            "none",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -22,7 +22,7 @@ use crate::{Codec, Name};
 
 /// How long a directory waits for its registry's first provider set before it falls back
 /// to the cache file.
-pub const CACHE_FALLBACK_AFTER: Duration = Duration::from_secs(3);
+pub const CACHE_FALLBACK_AFTER: Duration = Duration::from_millis(500);
 
 /// What a consumer looks for in a registry: the providers a [`RegistryDirectory`] keeps.
 #[derive(Debug, Clone)]
