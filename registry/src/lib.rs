@@ -94,7 +94,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         "memory" => Ok(Arc::new(MemoryRegistry::named(address))),
         "file" => Ok(Arc::new(FileRegistry::open(address)?)),
         #[cfg(feature = "zookeeper")]
-        "zookeeper" => Err(zookeeper::ZooKeeperRegistry::open(address).map(|_| ()).unwrap_err()),
+        "zookeeper" => Ok(Arc::new(zookeeper::ZooKeeperRegistry::open(address)?)),
         #[cfg(feature = "etcd")]
         "etcd" => Err(etcd::EtcdRegistry::open(address).map(|_| ()).unwrap_err()),
         other => Err(Error::Unsupported(format!(
