@@ -96,7 +96,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         #[cfg(feature = "zookeeper")]
         "zookeeper" => Ok(Arc::new(zookeeper::ZooKeeperRegistry::open(address)?)),
         #[cfg(feature = "etcd")]
-        "etcd" => Err(etcd::EtcdRegistry::open(address).map(|_| ()).unwrap_err()),
+        "etcd" => Ok(Arc::new(etcd::EtcdRegistry::open(address)?)),
         other => Err(Error::Unsupported(format!(
             "no registry for scheme {other:?} in this build (known: memory, file{}{})",
             if cfg!(feature = "zookeeper") { ", zookeeper" } else { "" },
