@@ -99,7 +99,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         "etcd" => Ok(Arc::new(etcd::EtcdRegistry::open(address)?)),
         other => Err(Error::Unsupported(format!(
             "no registry for scheme {other:?} in this build (known: memory, file{}{})",
-            if cfg!(feature = "zookeeper") { ", zookeeper" } else { "" },
+            if cfg!(feature = "zookeeper") {
+                ", zookeeper"
+            } else {
+                ""
+            },
             if cfg!(feature = "etcd") { ", etcd" } else { "" },
         ))),
     }

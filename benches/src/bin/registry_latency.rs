@@ -75,19 +75,28 @@ async fn measure(url: &str, changes: usize) -> Result<String, String> {
 
     // One provider stays throughout: an empty list is never pushed into the directory.
     let anchor = url_of(0);
-    provider_side.register(&anchor).await.map_err(|e| e.to_string())?;
+    provider_side
+        .register(&anchor)
+        .await
+        .map_err(|e| e.to_string())?;
     wait_until(|| listed(anchor.address())).await?;
 
     let (mut added, mut removed) = (Vec::new(), Vec::new());
     for i in 1..=changes {
         let url = url_of(i);
         let started = Instant::now();
-        provider_side.register(&url).await.map_err(|e| e.to_string())?;
+        provider_side
+            .register(&url)
+            .await
+            .map_err(|e| e.to_string())?;
         wait_until(|| listed(url.address())).await?;
         added.push(started.elapsed());
 
         let started = Instant::now();
-        provider_side.unregister(&url).await.map_err(|e| e.to_string())?;
+        provider_side
+            .unregister(&url)
+            .await
+            .map_err(|e| e.to_string())?;
         wait_until(|| !listed(url.address())).await?;
         removed.push(started.elapsed());
     }
