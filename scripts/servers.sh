@@ -96,8 +96,16 @@ maxSessionTimeout=60000
 4lw.commands.whitelist=ruok,stat,cons
 admin.enableServer=false
 CFG
-    local classpath
-    classpath="/etc/zookeeper/conf:$(ls /usr/share/java/{zookeeper,zookeeper-jute,slf4j-api,slf4j-simple,netty-handler,netty-common,netty-buffer,netty-transport,netty-resolver,netty-codec,netty-transport-native-epoll,netty-transport-native-unix-common,metrics-core,commons-cli,commons-io,jline,audience-annotations,snappy-java}.jar 2>/dev/null | tr '\n' ':')"
+    # The server's jars from Debian's packages; the ones a version lacks are left out.
+    local classpath="/etc/zookeeper/conf" jar
+    for jar in zookeeper zookeeper-jute slf4j-api slf4j-simple netty-handler netty-common \
+        netty-buffer netty-transport netty-resolver netty-codec netty-transport-native-epoll \
+        netty-transport-native-unix-common metrics-core commons-cli commons-io jline \
+        audience-annotations snappy-java; do
+        if [ -f "/usr/share/java/$jar.jar" ]; then
+            classpath="$classpath:/usr/share/java/$jar.jar"
+        fi
+    done
     java -cp "$classpath" -Dzookeeper.log.dir="$dir" -Dzookeeper.4lw.commands.whitelist=ruok,stat,cons \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/log" 2>&1 &
     local pid=$!

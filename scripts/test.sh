@@ -3,9 +3,10 @@
 # Works on a fresh machine as root or as a user with a Rust toolchain. The servers the
 # tests need (ZooKeeper, etcd) are installed from Debian's packages if missing, started on
 # 127.0.0.1 ports picked now, and stopped by PID at exit (scripts/servers.sh).
-set -euo pipefail
+set -Eeuo pipefail
 
 cd "$(dirname "$0")/.."
+trap 'echo "scripts/test.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 source scripts/servers.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rpc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
