@@ -394,3 +394,194 @@ async fn file_registry_consumer_uses_its_cache_when_the_registry_cannot_be_read(
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(cache);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_waits_for_the_first_provider() {
+    let registry = registry::connect(&format!("memory://first-call-{}", std::process::id()))
+        .await
+        .expect("open");
+    let greeter = consumer(&registry, temp_path("first-call-cache"));
+    let late_provider = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Server::builder()
+                .registry(registry)
+                .transport(TcpTransport::default())
+                .add_service(GreeterServer::new(Greeting::new("late")))
+                .bind("127.0.0.1:0")
+                .await
+                .expect("bind")
+        })
+    };
+    let started = Instant::now();
+    let sum = greeter
+        .with_timeout(Duration::from_secs(10))
+        .add(1, 1)
+        .await
+        .expect("the call waits for a provider instead of failing");
+    assert_eq!(sum, 2);
+    println!(
+        "memory: the first call was answered {:?} after it was made, its provider registered 300 ms in",
+        started.elapsed()
+    );
+    // Without any provider, a call fails with NoProvider at its deadline, not earlier.
+    let nobody = GreeterClient::builder()
+        .transport(TcpTransport::default())
+        .registry(registry.clone())
+        .version("no-such-version")
+        .registry_cache(temp_path("nobody-cache"))
+        .build()
+        .expect("build");
+    let started = Instant::now();
+    let error = nobody
+        .with_timeout(Duration::from_millis(300))
+        .add(1, 1)
+        .await
+        .expect_err("no provider serves that version");
+    assert!(matches!(error, rpc_core::Error::NoProvider(_)), "{error:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    late_provider.await.expect("provider task").shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_lists_only_providers_it_can_call_with_what_they_announce() {
+    use registry::ProviderUrl;
+    let registry = registry::connect(&format!("memory://filter-{}", std::process::id()))
+        .await
+        .expect("open");
+    let greeter = consumer(&registry, temp_path("filter-cache"));
+    let url = |text: &str| -> ProviderUrl { text.parse().expect("a provider url") };
+    let good = url(
+        "tcp://127.0.0.1:1/demo.Greeter?version=1.0.0&weight=7&timestamp=1000&serialization=bincode,json",
+    );
+    for announced in [
+        good.clone(),
+        url("h2://127.0.0.1:2/demo.Greeter?version=1.0.0"),
+        url("tcp://127.0.0.1:3/demo.Greeter?version=2.0.0"),
+        url("tcp://127.0.0.1:4/demo.Greeter?version=1.0.0&serialization=json"),
+        url("tcp://127.0.0.1:5/demo.Greeter"),
+    ] {
+        registry.register(&announced).await.expect("register");
+    }
+    until_listed(&greeter, &["127.0.0.1:1"], Duration::from_secs(10)).await;
+    let listed = greeter.client().providers();
+    assert_eq!(listed[0].weight, 7);
+    assert_eq!(
+        listed[0].start,
+        Some(std::time::UNIX_EPOCH + Duration::from_secs(1))
+    );
+    assert_eq!(
+        listed[0].metadata.get("serialization").map(String::as_str),
+        Some("bincode,json")
+    );
+
+    // A push that keeps a provider keeps its Provider: same channel, same statistics.
+    let stats = listed[0].stats.clone();
+    registry
+        .register(&url("tcp://127.0.0.1:6/demo.Greeter?version=1.0.0"))
+        .await
+        .expect("register");
+    until_listed(
+        &greeter,
+        &["127.0.0.1:1", "127.0.0.1:6"],
+        Duration::from_secs(10),
+    )
+    .await;
+    let kept = greeter.client().providers();
+    let kept = kept
+        .iter()
+        .find(|p| &*p.address == "127.0.0.1:1")
+        .expect("still listed");
+    assert!(Arc::ptr_eq(&kept.stats, &stats), "the provider was rebuilt");
+
+    // An empty push (every provider gone, as a wiped registry looks) keeps the last list.
+    registry.unregister(&good).await.expect("unregister");
+    registry
+        .unregister(&url("tcp://127.0.0.1:6/demo.Greeter?version=1.0.0"))
+        .await
+        .expect("unregister");
+    until_listed(&greeter, &["127.0.0.1:6"], Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(addresses(&greeter), ["127.0.0.1:6"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_removed_mid_call_still_answers_that_call() {
+    let registry = registry::connect(&format!("memory://mid-call-{}", std::process::id()))
+        .await
+        .expect("open");
+    let transport = TcpTransport::default();
+    let start = |name: &'static str| {
+        Server::builder()
+            .registry(registry.clone())
+            .transport(transport.clone())
+            .add_service(GreeterServer::new(Greeting::new(name)))
+            .bind("127.0.0.1:0")
+    };
+    let first = start("first").await.expect("bind");
+    let greeter = consumer(&registry, temp_path("mid-call-cache"));
+    let first_address = first.local_addr().to_string();
+    until_listed(&greeter, &[&first_address], Duration::from_secs(10)).await;
+    // A 150 ms call is under way when its provider leaves the registry (but keeps
+    // serving): the directory drops it, the connection stays until the call is answered.
+    let call = tokio::spawn({
+        let greeter = greeter.clone();
+        async move { greeter.slow(150).await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let second = start("second").await.expect("bind");
+    let urls = first.registered().to_vec();
+    for url in &urls {
+        registry.unregister(url).await.expect("unregister");
+    }
+    let second_address = second.local_addr().to_string();
+    until_listed(&greeter, &[&second_address], Duration::from_secs(10)).await;
+    let answer = call
+        .await
+        .expect("call task")
+        .expect("the in-flight call is answered");
+    assert_eq!(answer, "slept 150 ms");
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_unregisters_before_it_drains() {
+    let registry = registry::connect(&format!("memory://unregister-first-{}", std::process::id()))
+        .await
+        .expect("open");
+    let server = Server::builder()
+        .registry(registry.clone())
+        .transport(TcpTransport::default())
+        .add_service(GreeterServer::new(Greeting::new("draining")))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    assert_eq!(server.registered().len(), 1);
+    let address = server.local_addr().to_string();
+    let greeter = consumer(&registry, temp_path("unregister-first-cache"));
+    until_listed(&greeter, &[&address], Duration::from_secs(10)).await;
+    let mut subscription = registry.subscribe("demo.Greeter").await.expect("subscribe");
+    let call = tokio::spawn({
+        let greeter = greeter.clone();
+        async move { greeter.slow(150).await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    // The registry loses the provider while its call is still being served.
+    loop {
+        match subscription.next().await {
+            Some(registry::Update::Providers(urls)) if urls.is_empty() => break,
+            Some(_) => continue,
+            None => panic!("subscription ended"),
+        }
+    }
+    assert!(!call.is_finished(), "unregistered only after draining");
+    assert_eq!(call.await.expect("task").expect("drained"), "slept 150 ms");
+    shutdown.await.expect("shutdown task");
+}
