@@ -68,10 +68,7 @@ impl RegistryAddress {
 impl fmt::Display for RegistryAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}", self.scheme, self.location)?;
-        for (i, (k, v)) in self.params.iter().enumerate() {
-            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
-        }
-        Ok(())
+        crate::url::write_query(f, &self.params)
     }
 }
 
@@ -79,25 +76,8 @@ impl FromStr for RegistryAddress {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<RegistryAddress, Error> {
-        let invalid = |reason: &str| Error::InvalidUrl {
-            url: text.chars().take(256).collect(),
-            reason: reason.to_owned(),
-        };
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| invalid("a registry url looks like zookeeper://127.0.0.1:2181"))?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(invalid("scheme must be letters and digits"));
-        }
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut params = BTreeMap::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if k.is_empty() {
-                return Err(invalid("empty parameter name"));
-            }
-            params.insert(k.to_owned(), v.to_owned());
-        }
+        let invalid = |reason: &str| crate::url::invalid(text, reason);
+        let (scheme, location, params) = crate::url::split_url(text)?;
         let address = RegistryAddress {
             scheme: scheme.to_ascii_lowercase(),
             location: location.to_owned(),

@@ -139,11 +139,47 @@ pub(crate) fn decode_path_segment(segment: &str) -> Option<String> {
 impl fmt::Display for ProviderUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}/{}", self.scheme, self.address, self.service)?;
-        for (i, (k, v)) in self.params.iter().enumerate() {
-            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
-        }
-        Ok(())
+        write_query(f, &self.params)
     }
+}
+
+/// Writes `?k=v&k=v` (nothing for no parameters).
+pub(crate) fn write_query(
+    f: &mut fmt::Formatter<'_>,
+    params: &BTreeMap<String, String>,
+) -> fmt::Result {
+    for (i, (k, v)) in params.iter().enumerate() {
+        write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
+    }
+    Ok(())
+}
+
+/// The error for `text` (quoted up to 256 characters) being wrong because of `reason`.
+pub(crate) fn invalid(text: &str, reason: &str) -> Error {
+    Error::InvalidUrl {
+        url: text.chars().take(256).collect(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// `scheme://LOCATION?QUERY` split into its scheme, location and parameters, checked.
+pub(crate) fn split_url(text: &str) -> Result<(&str, &str, BTreeMap<String, String>), Error> {
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| invalid(text, "missing scheme://"))?;
+    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(invalid(text, "scheme must be letters and digits"));
+    }
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut params = BTreeMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.is_empty() {
+            return Err(invalid(text, "empty parameter name"));
+        }
+        params.insert(k.to_owned(), v.to_owned());
+    }
+    Ok((scheme, location, params))
 }
 
 impl FromStr for ProviderUrl {
@@ -152,17 +188,8 @@ impl FromStr for ProviderUrl {
     /// Parses text that came from a registry (so from the network): every part is
     /// checked, nothing panics.
     fn from_str(text: &str) -> Result<ProviderUrl, Error> {
-        let invalid = |reason: &str| Error::InvalidUrl {
-            url: text.chars().take(256).collect(),
-            reason: reason.to_owned(),
-        };
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| invalid("missing scheme"))?;
-        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(invalid("scheme must be letters and digits"));
-        }
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let invalid = |reason: &str| invalid(text, reason);
+        let (scheme, location, params) = split_url(text)?;
         let (address, service) = location
             .split_once('/')
             .ok_or_else(|| invalid("missing /service"))?;
@@ -174,14 +201,6 @@ impl FromStr for ProviderUrl {
         }
         if service.is_empty() || service.contains('/') {
             return Err(invalid("service must be one non-empty path segment"));
-        }
-        let mut params = BTreeMap::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if k.is_empty() {
-                return Err(invalid("empty parameter name"));
-            }
-            params.insert(k.to_owned(), v.to_owned());
         }
         Ok(ProviderUrl {
             scheme: scheme.to_owned(),
