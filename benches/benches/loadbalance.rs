@@ -1,20 +1,21 @@
 //! Load balancer micro benchmarks: the cost of one pick, for each balancer `by_name`
-//! knows, over 10 and 100 providers of equal weight (no retry, no warm-up).
+//! knows, over 10 and 100 providers of equal weight, and (`NAME-mixed`) of weights
+//! 1, 2, 3, ... (no retry, no warm-up).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use rpc_core::client::Provider;
 use rpc_core::client::loadbalance::{self, LoadBalance, Tried};
+use rpc_core::client::{Provider, Providers};
 use rpc_core::{Codec, MethodDescriptor, Request, Transport};
 use transports::TcpTransport;
 
 static METHOD: MethodDescriptor = MethodDescriptor::new("pick");
 
 /// `count` providers on lazily connecting channels: a pick never calls them.
-fn providers(count: usize) -> Vec<Provider> {
+fn providers(count: usize) -> Providers {
     let transport = TcpTransport::default();
     (0..count)
         .filter_map(|i| {
@@ -22,7 +23,8 @@ fn providers(count: usize) -> Vec<Provider> {
             let channel = transport.connect(&address).ok()?;
             Some(Provider::new(address, channel))
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn request() -> Request {
@@ -39,9 +41,17 @@ fn request() -> Request {
 fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("loadbalance");
     let tried = Tried::default();
-    for count in [10usize, 100] {
-        let providers = providers(count);
+    for (count, mixed) in [(10usize, false), (100, false), (100, true)] {
+        let mut providers = providers(count);
         assert_eq!(providers.len(), count, "every provider made");
+        if mixed {
+            providers = providers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.clone().with_weight(i as u32 + 1))
+                .collect::<Vec<_>>()
+                .into();
+        }
         for name in loadbalance::NAMES {
             let Ok(balancer) = loadbalance::by_name(name) else {
                 continue;
@@ -53,7 +63,11 @@ fn pick(c: &mut Criterion) {
             request.hash_key = Some(0);
             black_box(balancer.select(&providers, &request, &tried));
             let mut key = 0u64;
-            group.bench_function(BenchmarkId::new(name, count), |b| {
+            let id = match mixed {
+                true => format!("{name}-mixed"),
+                false => name.to_owned(),
+            };
+            group.bench_function(BenchmarkId::new(id, count), |b| {
                 b.iter(|| {
                     // A new key each pick, spread as the stub's hash spreads them.
                     key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rpc_core::client::{LoadBalance, Provider, RoundRobin, Tried};
+use rpc_core::client::{LoadBalance, Providers, RoundRobin, Tried};
 use rpc_core::{Codec, Error, Request, Response, Server};
 use tower::{Layer, Service};
 use transports::{TcpConfig, TcpTransport};
@@ -309,7 +309,7 @@ struct KeyRecorder {
 }
 
 impl LoadBalance for KeyRecorder {
-    fn select(&self, _providers: &[Provider], request: &Request, _tried: &Tried) -> Option<usize> {
+    fn select(&self, _providers: &Providers, request: &Request, _tried: &Tried) -> Option<usize> {
         self.keys
             .lock()
             .expect("not poisoned")

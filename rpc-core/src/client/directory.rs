@@ -3,17 +3,16 @@
 //! A [`Directory`] lists the providers of a service right now: fixed for an address list,
 //! pushed by a registry for a registry-fed one. The cluster stage asks it once per call.
 
-use std::sync::Arc;
-
 use futures_util::future::BoxFuture;
 
 use super::provider::{Connector, Provider};
+use super::providers::Providers;
 use crate::Result;
 
 /// The current providers of one service.
 pub trait Directory: Send + Sync + 'static {
     /// A snapshot of the providers; cheap to call on every request.
-    fn providers(&self) -> Arc<[Provider]>;
+    fn providers(&self) -> Providers;
 
     /// Resolves once the directory lists at least one provider. A call that finds none
     /// waits on it, within its deadline, instead of failing at once: a consumer started
@@ -27,7 +26,7 @@ pub trait Directory: Send + Sync + 'static {
 /// A fixed list of providers.
 #[derive(Debug)]
 pub struct StaticDirectory {
-    providers: Arc<[Provider]>,
+    providers: Providers,
 }
 
 impl StaticDirectory {
@@ -54,7 +53,7 @@ impl StaticDirectory {
 }
 
 impl Directory for StaticDirectory {
-    fn providers(&self) -> Arc<[Provider]> {
+    fn providers(&self) -> Providers {
         self.providers.clone()
     }
 }

@@ -10,6 +10,7 @@ mod deadline;
 mod directory;
 pub mod loadbalance;
 mod provider;
+mod providers;
 mod registry_directory;
 
 use std::marker::PhantomData;
@@ -37,6 +38,7 @@ pub use loadbalance::{
     ShortestResponse, Tried,
 };
 pub use provider::{Connector, DEFAULT_WEIGHT, Provider, ProviderStats};
+pub use providers::Providers;
 pub use registry_directory::{CACHE_FALLBACK_AFTER, Discovery, RegistryDirectory};
 pub(crate) use registry_directory::{epoch_ms, local_host};
 
@@ -156,7 +158,7 @@ impl Client {
 
     /// The providers this client calls, as its directory lists them now (with their
     /// weights, metadata and live statistics).
-    pub fn providers(&self) -> Arc<[Provider]> {
+    pub fn providers(&self) -> Providers {
         self.shared.cluster.providers()
     }
 

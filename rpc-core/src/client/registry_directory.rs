@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::directory::Directory;
 use super::provider::{Connector, Provider};
+use super::providers::Providers;
 use crate::{Codec, Name};
 
 /// How long a directory waits for its registry's first provider set before it falls back
@@ -79,7 +80,7 @@ pub struct RegistryDirectory {
 
 #[derive(Debug)]
 struct Shared {
-    providers: RwLock<Arc<[Provider]>>,
+    providers: RwLock<Providers>,
     /// True while the list is not empty: calls made before the first providers arrive
     /// wait on it (within their deadlines).
     listed: watch::Sender<bool>,
@@ -94,7 +95,7 @@ impl RegistryDirectory {
         connector: Connector,
     ) -> RegistryDirectory {
         let shared = Arc::new(Shared {
-            providers: RwLock::new(Arc::new([])),
+            providers: RwLock::new(Providers::default()),
             listed: watch::Sender::new(false),
         });
         let cache = discovery
@@ -120,7 +121,7 @@ impl Drop for RegistryDirectory {
 }
 
 impl Directory for RegistryDirectory {
-    fn providers(&self) -> Arc<[Provider]> {
+    fn providers(&self) -> Providers {
         self.shared
             .providers
             .read()
@@ -199,7 +200,7 @@ impl Follower {
         }
     }
 
-    fn current(&self) -> Arc<[Provider]> {
+    fn current(&self) -> Providers {
         self.shared
             .providers
             .read()
@@ -254,7 +255,7 @@ impl Follower {
         write_cache(&self.cache, wanted.iter().copied());
     }
 
-    fn install(&self, providers: Arc<[Provider]>) {
+    fn install(&self, providers: Providers) {
         let listed = !providers.is_empty();
         tracing::debug!(service = %self.discovery.service, providers = providers.len(), "provider list updated");
         *self

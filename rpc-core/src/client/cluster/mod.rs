@@ -34,6 +34,7 @@ use tower::Service;
 use super::directory::Directory;
 use super::loadbalance::{self, LoadBalance, Picker};
 use super::provider::Provider;
+use super::providers::Providers;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
@@ -217,7 +218,7 @@ impl Cluster {
     }
 
     /// The providers its directory lists now.
-    pub fn providers(&self) -> Arc<[Provider]> {
+    pub fn providers(&self) -> Providers {
         self.directory.providers()
     }
 
@@ -339,7 +340,7 @@ fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
 /// attempts run out on more than one provider the error names each attempt
 /// ([`Error::Exhausted`]).
 async fn failover(
-    providers: &[Provider],
+    providers: &Providers,
     request: Request,
     policy: &Policy,
     service: &Name,
@@ -392,7 +393,7 @@ async fn failover(
 
 /// `forks` candidates at once; the first success wins. Dropping the others cancels them,
 /// and the transport tells their providers to abort.
-async fn forking(providers: &[Provider], request: Request, policy: &Policy) -> Result<Response> {
+async fn forking(providers: &Providers, request: Request, policy: &Policy) -> Result<Response> {
     let forks = policy.forks.clamp(1, providers.len());
     let calls: Vec<_> = Picker::new(providers, &request, policy.balancer.as_ref())
         .take(forks)

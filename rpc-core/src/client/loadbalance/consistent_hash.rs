@@ -10,7 +10,7 @@ use consistent_hash_ring::{Ring, RingBuilder};
 use super::random::draw;
 use super::{LoadBalance, Tried, same_addresses};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::{Provider, Providers};
 
 /// Dubbo's number of virtual nodes per provider.
 pub const DEFAULT_VIRTUAL_NODES: usize = 160;
@@ -84,7 +84,7 @@ impl ConsistentHash {
 }
 
 impl LoadBalance for ConsistentHash {
-    fn select(&self, providers: &[Provider], request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, request: &Request, tried: &Tried) -> Option<usize> {
         let Some(key) = request.hash_key else {
             return draw(providers, tried);
         };
@@ -247,7 +247,7 @@ mod tests {
         request
     }
 
-    fn owners(balancer: &ConsistentHash, providers: &[Provider], keys: u64) -> Vec<Arc<str>> {
+    fn owners(balancer: &ConsistentHash, providers: &Providers, keys: u64) -> Vec<Arc<str>> {
         (0..keys)
             .map(|key| {
                 let index = balancer.select(providers, &keyed(key), &Tried::default());
@@ -270,8 +270,9 @@ mod tests {
             assert_eq!(owners(&balancer, &providers, 1_000), first);
         }
         // Another consumer, with the list in another order, agrees.
-        let mut reversed = providers.clone();
+        let mut reversed = providers.to_vec();
         reversed.reverse();
+        let reversed = Providers::from(reversed);
         assert_eq!(owners(&ConsistentHash::default(), &reversed, 1_000), first);
         let used: HashSet<_> = first.iter().collect();
         assert_eq!(used.len(), 5, "keys spread over every provider");
@@ -287,7 +288,7 @@ mod tests {
             .filter(|p| !p.address.starts_with("10.0.0.3:"))
             .cloned()
             .collect();
-        let after = owners(&balancer, &fewer, 10_000);
+        let after = owners(&balancer, &fewer.into(), 10_000);
         let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
         assert!(
             (1_000..3_000).contains(&moved),
@@ -376,11 +377,13 @@ mod tests {
     #[test]
     fn no_key_is_weighted_random_and_no_provider_is_none() {
         fastrand::seed(13);
-        let providers: Vec<_> = providers(2)
+        let providers: Providers = providers(2)
+            .to_vec()
             .into_iter()
             .zip([0, 100])
             .map(|(p, w)| p.with_weight(w))
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         let balancer = ConsistentHash::default();
         for _ in 0..100 {
             assert_eq!(
@@ -388,8 +391,9 @@ mod tests {
                 Some(1)
             );
         }
-        assert_eq!(balancer.select(&[], &keyed(1), &Tried::default()), None);
-        assert_eq!(balancer.select(&[], &request(), &Tried::default()), None);
+        let none = Providers::default();
+        assert_eq!(balancer.select(&none, &keyed(1), &Tried::default()), None);
+        assert_eq!(balancer.select(&none, &request(), &Tried::default()), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::lowest_cost::lowest_cost;
 use super::{LoadBalance, Tried};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::Providers;
 
 /// Picks the untried provider with the fewest calls in flight from this consumer
 /// ([`crate::client::ProviderStats::in_flight`]); among equals, a weighted random one (by
@@ -15,7 +15,7 @@ pub struct LeastActive {
 }
 
 impl LoadBalance for LeastActive {
-    fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
         lowest_cost(providers, tried, |provider| {
             provider.stats.in_flight() as u64
         })
@@ -49,7 +49,7 @@ mod tests {
         use crate::{Error, Response};
         use tower::util::BoxCloneSyncService;
 
-        let mut providers = weighted(&[100, 100]);
+        let mut providers = weighted(&[100, 100]).to_vec();
         let stuck: Channel = BoxCloneSyncService::new(tower::service_fn(|_: Request| {
             std::future::pending::<Result<Response, Error>>()
         }));
@@ -62,7 +62,8 @@ mod tests {
             .poll(&mut std::task::Context::from_waker(waker));
         assert!(polled.is_pending());
         assert_eq!(providers[0].stats.in_flight(), 1);
-        let picked = LeastActive::default().select(&providers, &request(), &Tried::default());
+        let list = Providers::from(providers.clone());
+        let picked = LeastActive::default().select(&list, &request(), &Tried::default());
         assert_eq!(picked, Some(1));
     }
 

@@ -36,13 +36,14 @@ pub use shortest_response::ShortestResponse;
 pub use warmup::{WARMUP, effective_weight};
 
 use super::provider::Provider;
+use super::providers::Providers;
 use crate::{Error, Request, Result};
 
 /// Chooses the provider for one attempt of a call.
 pub trait LoadBalance: Send + Sync + 'static {
     /// Index into `providers` (never empty) of the provider to call, skipping the
     /// indices in `tried`; `None` when every provider has been tried.
-    fn select(&self, providers: &[Provider], request: &Request, tried: &Tried) -> Option<usize>;
+    fn select(&self, providers: &Providers, request: &Request, tried: &Tried) -> Option<usize>;
 
     /// True when [`LoadBalance::select`] reads [`Request::hash_key`]; the stub computes the
     /// key only then.
@@ -118,7 +119,7 @@ impl Tried {
 /// excluding what was already handed out. Once every provider was handed out it starts
 /// over, so a retry budget larger than the provider list still gets its attempts.
 pub struct Picker<'a> {
-    providers: &'a [Provider],
+    providers: &'a Providers,
     request: &'a Request,
     balancer: &'a dyn LoadBalance,
     tried: Tried,
@@ -128,7 +129,7 @@ pub struct Picker<'a> {
 impl<'a> Picker<'a> {
     /// Candidates among `providers` for `request`, in `balancer`'s order.
     pub fn new(
-        providers: &'a [Provider],
+        providers: &'a Providers,
         request: &'a Request,
         balancer: &'a dyn LoadBalance,
     ) -> Picker<'a> {
@@ -174,7 +175,7 @@ pub(crate) mod tests {
 
     static METHOD: MethodDescriptor = MethodDescriptor::new("m");
 
-    pub(crate) fn providers(n: usize) -> Vec<Provider> {
+    pub(crate) fn providers(n: usize) -> Providers {
         (0..n)
             .map(|i| {
                 let channel: Channel =
@@ -186,22 +187,24 @@ pub(crate) mod tests {
                     }));
                 Provider::new(format!("10.0.0.{i}:20880"), channel)
             })
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     }
 
     /// `providers(weights.len())` with those weights.
-    pub(crate) fn weighted(weights: &[u32]) -> Vec<Provider> {
+    pub(crate) fn weighted(weights: &[u32]) -> Providers {
         providers(weights.len())
-            .into_iter()
+            .iter()
             .zip(weights)
-            .map(|(provider, weight)| provider.with_weight(*weight))
-            .collect()
+            .map(|(provider, weight)| provider.clone().with_weight(*weight))
+            .collect::<Vec<_>>()
+            .into()
     }
 
     /// How many of `picks` selections (excluding `tried`) went to each provider.
     pub(crate) fn counts(
         balancer: &dyn LoadBalance,
-        providers: &[Provider],
+        providers: &Providers,
         tried: &Tried,
         picks: u32,
     ) -> Vec<u32> {
@@ -246,7 +249,7 @@ pub(crate) mod tests {
     fn an_empty_list_has_no_candidates() {
         let request = request();
         assert!(
-            Picker::new(&[], &request, &RoundRobin::default())
+            Picker::new(&Providers::default(), &request, &RoundRobin::default())
                 .next()
                 .is_none()
         );
@@ -306,6 +309,7 @@ pub(crate) mod tests {
         let now = SystemTime::now();
         let result = runner.run(&case, |(specs, tried, hash_key)| {
             let list: Vec<Provider> = providers(specs.len())
+                .to_vec()
                 .into_iter()
                 .zip(&specs)
                 .map(|(provider, (weight, uptime, in_flight, latency))| {
@@ -325,7 +329,7 @@ pub(crate) mod tests {
             request.hash_key = hash_key;
             let untried = (0..list.len()).any(|index| !tried.contains(index));
             for (name, balancer) in &balancers {
-                let picked = balancer.select(&list, &request, &tried);
+                let picked = balancer.select(&list.clone().into(), &request, &tried);
                 match picked {
                     Some(index) => {
                         prop_assert!(index < list.len(), "{name}: {index} of {}", list.len());

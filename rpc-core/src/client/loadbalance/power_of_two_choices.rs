@@ -2,7 +2,7 @@
 
 use super::{LoadBalance, Tried};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::Providers;
 
 /// Draws two distinct untried providers at random and takes the cheaper: cost is the
 /// peak-sensitive latency ([`crate::client::ProviderStats::peak_latency_us`]) times the
@@ -19,7 +19,7 @@ pub struct PowerOfTwoChoices {
 }
 
 impl LoadBalance for PowerOfTwoChoices {
-    fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
         let (first, second) = if tried.is_empty() {
             match providers.len() {
                 0 => return None,
@@ -65,7 +65,7 @@ mod tests {
     use super::super::tests::weighted;
     use super::*;
 
-    fn counts(providers: &[Provider], tried: &Tried, picks: u32) -> Vec<u32> {
+    fn counts(providers: &Providers, tried: &Tried, picks: u32) -> Vec<u32> {
         super::super::tests::counts(&PowerOfTwoChoices::default(), providers, tried, picks)
     }
 
@@ -89,7 +89,7 @@ mod tests {
     fn avoids_a_provider_whose_latency_became_high() {
         fastrand::seed(9);
         let providers = weighted(&[100, 100, 100]);
-        for provider in &providers {
+        for provider in providers.iter() {
             for _ in 0..20 {
                 provider.stats.observe_latency(1_000);
             }

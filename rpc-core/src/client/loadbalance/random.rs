@@ -3,7 +3,7 @@
 use super::warmup::Weigher;
 use super::{LoadBalance, Tried};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::{Provider, Providers};
 
 /// Picks a provider at random, each with a chance proportional to its effective weight
 /// ([`super::effective_weight`]: its weight, ramped up while it warms up); a retry draws
@@ -15,9 +15,26 @@ pub struct Random {
 }
 
 impl LoadBalance for Random {
-    fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
+        if tried.is_empty() && providers.settled() {
+            return by_static_weight(providers);
+        }
         draw(providers, tried)
     }
+}
+
+/// A weighted random pick among every provider of a list in which nobody warms up: from
+/// the list's precomputed weights, so no pass over the providers (uniform when the weights
+/// are equal, a binary search otherwise).
+fn by_static_weight(providers: &Providers) -> Option<usize> {
+    if providers.is_empty() {
+        return None;
+    }
+    let total = providers.total_weight();
+    if providers.uniform() || total == 0 {
+        return Some(fastrand::usize(..providers.len()));
+    }
+    providers.by_weight(fastrand::u64(..total))
 }
 
 /// A weighted random pick among the untried providers.
@@ -157,7 +174,7 @@ mod tests {
     use super::super::tests::{counts, request, weighted};
     use super::*;
 
-    fn shares(providers: &[Provider], picks: u32) -> Vec<f64> {
+    fn shares(providers: &Providers, picks: u32) -> Vec<f64> {
         let counts = counts(&Random::default(), providers, &Tried::default(), picks);
         assert_eq!(
             counts.iter().sum::<u32>(),
@@ -198,11 +215,12 @@ mod tests {
     fn a_provider_warming_up_gets_proportionally_fewer_picks() {
         fastrand::seed(3);
         let now = SystemTime::now();
-        let mut providers = weighted(&[100, 100]);
+        let mut providers = weighted(&[100, 100]).to_vec();
         // A quarter into its warm-up: effective weight 25 against 100.
         providers[0] = providers[0]
             .clone()
             .with_start(now - Duration::from_secs(150));
+        let providers = Providers::from(providers);
         let shares = shares(&providers, 100_000);
         assert!((shares[0] - 0.2).abs() < 0.02, "{shares:?}");
     }

@@ -2,12 +2,13 @@
 //! says, interleaved rather than in bursts.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::warmup::Weigher;
 use super::{LoadBalance, Tried, same_addresses};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::{Provider, Providers};
 
 /// Takes the providers in turn, each in proportion to its effective weight
 /// ([`super::effective_weight`]), spread out: weights 5:1:1 give `a a b a c a a`, not
@@ -20,10 +21,14 @@ use crate::client::Provider;
 /// gone one is forgotten. Providers of weight zero are picked only when every untried
 /// provider has weight zero, and then in plain rotation.
 ///
-/// The scores move together, so picks take a lock; a pick is one pass over the list.
+/// The scores move together, so picks take a lock; a pick is one pass over the list. When
+/// every provider has the same weight and none is warming up, smooth round robin is plain
+/// rotation: those picks take one atomic increment instead.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     state: Mutex<Rotation>,
+    /// The plain rotation of equal weights.
+    turn: AtomicUsize,
 }
 
 /// The running scores, in the order of the provider list they were last used with.
@@ -84,7 +89,10 @@ impl Rotation {
 }
 
 impl LoadBalance for RoundRobin {
-    fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
+        if tried.is_empty() && providers.uniform() && providers.settled() && !providers.is_empty() {
+            return Some(self.turn.fetch_add(1, Ordering::Relaxed) % providers.len());
+        }
         let mut rotation = self
             .state
             .lock()
@@ -116,7 +124,7 @@ mod tests {
     use super::super::tests::{request, weighted};
     use super::*;
 
-    fn sequence(balancer: &RoundRobin, providers: &[Provider], picks: usize) -> String {
+    fn sequence(balancer: &RoundRobin, providers: &Providers, picks: usize) -> String {
         let request = request();
         (0..picks)
             .map(
@@ -176,8 +184,8 @@ mod tests {
         let balancer = RoundRobin::default();
         assert_eq!(sequence(&balancer, &all, 3), "aab");
         // The list is rebuilt in another order, with `b` gone and a new `d`.
-        let d = weighted(&[1, 1, 1, 1]).remove(3);
-        let changed = vec![all[2].clone(), d, all[0].clone()];
+        let d = weighted(&[1, 1, 1, 1])[3].clone();
+        let changed = Providers::from(vec![all[2].clone(), d, all[0].clone()]);
         {
             let rotation = balancer.state.lock().unwrap_or_else(|p| p.into_inner());
             assert_eq!(rotation.scores, [1, -4, 3]);

@@ -3,7 +3,7 @@
 use super::lowest_cost::lowest_cost;
 use super::{LoadBalance, Tried};
 use crate::Request;
-use crate::client::Provider;
+use crate::client::Providers;
 
 /// Picks the untried provider expected to answer a new call soonest: its average latency
 /// ([`crate::client::ProviderStats::latency_us`]) times its calls in flight plus this one;
@@ -19,7 +19,7 @@ pub struct ShortestResponse {
 }
 
 impl LoadBalance for ShortestResponse {
-    fn select(&self, providers: &[Provider], _request: &Request, tried: &Tried) -> Option<usize> {
+    fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
         lowest_cost(providers, tried, |provider| {
             let stats = &provider.stats;
             stats

@@ -72,7 +72,7 @@ mod tests {
     use super::*;
 
     fn provider(weight: u32, uptime: Option<Duration>, now: SystemTime) -> Provider {
-        let provider = providers(1).remove(0).with_weight(weight);
+        let provider = providers(1)[0].clone().with_weight(weight);
         match uptime {
             Some(uptime) => provider.with_start(now - uptime),
             None => provider,
