@@ -3,11 +3,12 @@
 //! Parsing happens once, here; the generators (`trait_def`, `descriptor`, `stub`,
 //! `skeleton`) only read the model and never fail.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
+use syn::spanned::Spanned;
 use syn::{
     Attribute, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemTrait, Lit, LitInt, LitStr, Pat,
     PathArguments, ReturnType, TraitItem, TraitItemFn, Type, Visibility,
@@ -22,6 +23,29 @@ const CLIENT_METHODS: &[&str] = &[
     "with_attachment",
 ];
 
+/// The names `#[rpc(cluster = "...")]` takes: those `rpc_core::ClusterMode::from_str`
+/// knows, in its order (`rpc-core/tests/macro_errors.rs` checks that they agree).
+const CLUSTER_MODES: &[&str] = &[
+    "failover",
+    "failfast",
+    "forking",
+    "broadcast",
+    "failsafe",
+    "failback",
+    "available",
+];
+
+/// The names `#[rpc(loadbalance = "...")]` takes: `rpc_core::client::loadbalance::NAMES`
+/// (`rpc-core/tests/macro_errors.rs` checks that they agree).
+const LOAD_BALANCERS: &[&str] = &[
+    "random",
+    "roundrobin",
+    "leastactive",
+    "consistenthash",
+    "p2c",
+    "shortestresponse",
+];
+
 /// A `#[service]` trait.
 pub(crate) struct Service {
     /// The trait as written, minus the `#[rpc(...)]` attributes.
@@ -32,6 +56,10 @@ pub(crate) struct Service {
     pub(crate) version: String,
     /// The methods, in declaration order.
     pub(crate) methods: Vec<Method>,
+    /// Mistakes that leave the generated API intact (an unknown cluster mode, load
+    /// balancer or `hash_arg`): reported next to the generated code, so that uses of the
+    /// client and server do not fail too.
+    pub(crate) recoverable: Option<syn::Error>,
 }
 
 /// One method of the trait.
@@ -42,8 +70,9 @@ pub(crate) struct Method {
     pub(crate) wire_name: String,
     /// The method's `///` docs, copied onto the client stub.
     pub(crate) docs: Vec<Attribute>,
-    /// The first argument is `&Context`: the handler receives the request context.
-    pub(crate) context: bool,
+    /// The first argument is `&Context` (its type's span): the handler receives the request
+    /// context.
+    pub(crate) context: Option<Span>,
     /// The arguments that travel on the wire (the `&Context` argument excluded).
     pub(crate) args: Vec<Arg>,
     /// The declared return type, `()` when there is none.
@@ -76,6 +105,7 @@ impl Service {
     /// Parses the attribute arguments and the trait, reporting every problem found.
     pub(crate) fn parse(attr: TokenStream, item: &mut ItemTrait) -> syn::Result<Service> {
         let mut errors = Errors::default();
+        let mut recoverable = Errors::default();
         let args = errors.take(parse_service_args(attr)).unwrap_or_default();
         errors.take(check_trait(item));
 
@@ -83,7 +113,7 @@ impl Service {
         for trait_item in &mut item.items {
             match trait_item {
                 TraitItem::Fn(method) => {
-                    if let Some(method) = errors.take(Method::parse(method)) {
+                    if let Some(method) = errors.take(Method::parse(method, &mut recoverable)) {
                         methods.push(method);
                     }
                 }
@@ -95,13 +125,19 @@ impl Service {
             }
         }
         check_method_names(item, &methods, &mut errors);
-        errors.finish()?;
+        if let Some(mut error) = errors.error {
+            if let Some(more) = recoverable.error {
+                error.combine(more);
+            }
+            return Err(error);
+        }
 
         Ok(Service {
             name: args.name.unwrap_or_else(|| item.ident.unraw().to_string()),
             version: args.version.unwrap_or_default(),
             item: item.clone(),
             methods,
+            recoverable: recoverable.error,
         })
     }
 
@@ -129,6 +165,12 @@ impl Service {
     /// `GreeterServer` for `Greeter`.
     pub(crate) fn server_ident(&self) -> Ident {
         format_ident!("{}Server", self.ident().unraw())
+    }
+
+    /// `__rpc_wire_Greeter` for `Greeter`: the hidden module of helpers that pick the
+    /// format and check the types (`wire_types`).
+    pub(crate) fn wire_module(&self) -> Ident {
+        format_ident!("__rpc_wire_{}", self.ident().unraw())
     }
 
     /// The format that turns the service's types into bytes. Every `#[service]` trait
@@ -259,9 +301,11 @@ fn check_method_names(item: &ItemTrait, methods: &[Method], errors: &mut Errors)
 }
 
 impl Method {
-    fn parse(method: &mut TraitItemFn) -> syn::Result<Method> {
+    /// Parses one method; mistakes that leave the generated API intact go to
+    /// `recoverable`, with the option concerned left at its default.
+    fn parse(method: &mut TraitItemFn, recoverable: &mut Errors) -> syn::Result<Method> {
         let mut errors = Errors::default();
-        let options = errors.take(MethodOptions::parse(&method.attrs));
+        let mut options = errors.take(MethodOptions::parse(&method.attrs, recoverable));
         method.attrs.retain(|attr| !attr.path().is_ident("rpc"));
         let sig = &method.sig;
         let name = sig.ident.unraw().to_string();
@@ -336,15 +380,15 @@ impl Method {
             )),
         }
 
-        let mut context = false;
+        let mut context = None;
         let mut args = Vec::new();
         for (position, input) in inputs.enumerate() {
             let FnArg::Typed(typed) = input else {
                 continue; // a second receiver: rustc reports it
             };
-            if is_context(&typed.ty) {
+            if is_context(&typed.pat, &typed.ty) {
                 if position == 0 {
-                    context = true;
+                    context = Some(typed.ty.span());
                 } else {
                     errors.push(syn::Error::new_spanned(
                         &typed.ty,
@@ -368,7 +412,19 @@ impl Method {
                     None
                 }
             };
-            if let Err(error) = check_owned(&typed.ty, "argument") {
+            if let Err(mut error) = check_owned(&typed.ty, "argument") {
+                if position == 0
+                    && shared_path_ref(&typed.ty).is_some_and(|path| !path.is_ident("str"))
+                {
+                    // Maybe the context under another name (`use rpc_core::Context as Ctx`).
+                    error = syn::Error::new_spanned(
+                        &typed.ty,
+                        format!(
+                            "{error} (if this is the request context, `rpc_core::Context`, name \
+                             the argument `cx` or write its type as `&Context`)"
+                        ),
+                    );
+                }
                 errors.push(error);
             }
             if let Some(ident) = ident {
@@ -402,10 +458,11 @@ impl Method {
                 ),
             ));
         }
-        let hash_arg = options.as_ref().and_then(|o| o.hash_arg.as_ref());
-        if let Some(lit) = hash_arg
-            && !args.iter().any(|arg| arg.ident.unraw() == lit.value())
-        {
+        let hash_arg = options.as_mut().and_then(|o| {
+            o.hash_arg
+                .take_if(|lit| !args.iter().any(|arg| arg.ident.unraw() == lit.value()))
+        });
+        if let Some(lit) = hash_arg {
             let names: Vec<String> = args
                 .iter()
                 .map(|arg| format!("`{}`", arg.ident.unraw()))
@@ -415,8 +472,8 @@ impl Method {
             } else {
                 format!("expected one of {}", names.join(", "))
             };
-            errors.push(syn::Error::new_spanned(
-                lit,
+            recoverable.push(syn::Error::new_spanned(
+                &lit,
                 format!(
                     "`hash_arg = \"{}\"` names no argument of `{name}`; {expected}",
                     lit.value()
@@ -445,7 +502,7 @@ impl Method {
 }
 
 impl MethodOptions {
-    fn parse(attrs: &[Attribute]) -> syn::Result<MethodOptions> {
+    fn parse(attrs: &[Attribute], recoverable: &mut Errors) -> syn::Result<MethodOptions> {
         let mut timeout_ms = None;
         let mut retries = None;
         let mut forks = None;
@@ -490,10 +547,12 @@ impl MethodOptions {
                         set_once(&meta, &mut idempotent, |meta| flag(meta, "idempotent"))
                     }
                     Some("cluster") => set_once(&meta, &mut cluster, |meta| {
-                        Ok(string_value(meta, "cluster = \"failfast\"")?.value())
+                        let lit = string_value(meta, "cluster = \"failfast\"")?;
+                        Ok(recoverable.take(known_name(&lit, "cluster mode", CLUSTER_MODES)))
                     }),
                     Some("loadbalance") => set_once(&meta, &mut loadbalance, |meta| {
-                        Ok(string_value(meta, "loadbalance = \"random\"")?.value())
+                        let lit = string_value(meta, "loadbalance = \"random\"")?;
+                        Ok(recoverable.take(known_name(&lit, "load balancer", LOAD_BALANCERS)))
                     }),
                     Some("hash_arg") => set_once(&meta, &mut hash_arg, |meta| {
                         string_value(meta, "hash_arg = \"<argument name>\"")
@@ -518,8 +577,8 @@ impl MethodOptions {
             forks,
             oneway: oneway.is_some(),
             idempotent: idempotent.is_some(),
-            cluster,
-            loadbalance,
+            cluster: cluster.flatten(),
+            loadbalance: loadbalance.flatten(),
             hash_arg,
         })
     }
@@ -537,6 +596,64 @@ where
         return Err(syn::Error::new_spanned(lit, zero));
     }
     Ok(value)
+}
+
+/// `lit` when it is one of `names`; otherwise an error at `lit` listing them (the client
+/// builder would refuse the name at run time).
+fn known_name(lit: &LitStr, what: &str, names: &[&str]) -> syn::Result<String> {
+    let value = lit.value();
+    if names.contains(&value.as_str()) {
+        return Ok(value);
+    }
+    let list: Vec<String> = names.iter().map(|name| format!("\"{name}\"")).collect();
+    let hint = closest(&value, names)
+        .map(|name| format!(" did you mean \"{name}\"?"))
+        .unwrap_or_default();
+    Err(syn::Error::new_spanned(
+        lit,
+        format!(
+            "unknown {what} {value:?};{hint} expected one of {}",
+            list.join(", ")
+        ),
+    ))
+}
+
+/// The name in `names` that `value` was probably meant to be: the same but for case and
+/// `_`/`-`, or at most two edits away.
+fn closest<'a>(value: &str, names: &[&'a str]) -> Option<&'a str> {
+    let squash = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let value = squash(value);
+    names
+        .iter()
+        .map(|name| (edit_distance(&value, name), *name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Parses one option's value into `slot`, rejecting a second occurrence of the key.
@@ -608,22 +725,50 @@ fn flag(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
     Ok(())
 }
 
-/// `&Context`, `&rpc_core::Context`, `&::rpc_core::Context`...: a shared reference to a
-/// path ending in `Context`.
-fn is_context(ty: &Type) -> bool {
+/// The request-context argument: a shared reference to a plain path that ends in
+/// `Context` (`&Context`, `&rpc_core::Context`, `&::rpc_core::Context`), or to any plain
+/// path when the argument is called `cx`, `ctx` or `context` (`cx: &Ctx` after
+/// `use rpc_core::Context as Ctx`). Either way the skeleton passes a `&rpc_core::Context`
+/// there, so a type that is not one is a type error at that type.
+fn is_context(pat: &Pat, ty: &Type) -> bool {
+    let Some(path) = shared_path_ref(ty) else {
+        return false;
+    };
+    let named = |ident: &Ident| {
+        let name = ident.unraw().to_string();
+        matches!(name.trim_start_matches('_'), "cx" | "ctx" | "context")
+    };
+    path.segments
+        .last()
+        .is_some_and(|segment| segment.ident == "Context")
+        || matches!(pat, Pat::Ident(pat) if named(&pat.ident))
+}
+
+/// `P` of `&P`, when `P` is a plain path (no `<...>` anywhere).
+fn shared_path_ref(ty: &Type) -> Option<&syn::Path> {
     match ty {
-        Type::Reference(reference) if reference.mutability.is_none() => match &*reference.elem {
-            Type::Path(path) => {
-                path.qself.is_none()
-                    && path.path.segments.last().is_some_and(|segment| {
-                        segment.ident == "Context" && segment.arguments.is_none()
-                    })
-            }
-            _ => false,
-        },
-        Type::Group(group) => is_context(&group.elem),
-        Type::Paren(paren) => is_context(&paren.elem),
-        _ => false,
+        Type::Reference(reference) if reference.mutability.is_none() => plain_path(&reference.elem),
+        Type::Group(group) => shared_path_ref(&group.elem),
+        Type::Paren(paren) => shared_path_ref(&paren.elem),
+        _ => None,
+    }
+}
+
+fn plain_path(ty: &Type) -> Option<&syn::Path> {
+    match ty {
+        Type::Path(path)
+            if path.qself.is_none()
+                && path
+                    .path
+                    .segments
+                    .iter()
+                    .all(|segment| segment.arguments.is_none()) =>
+        {
+            Some(&path.path)
+        }
+        Type::Group(group) => plain_path(&group.elem),
+        Type::Paren(paren) => plain_path(&paren.elem),
+        _ => None,
     }
 }
 
@@ -750,7 +895,20 @@ impl Errors {
 
 #[cfg(test)]
 mod tests {
-    use super::screaming_snake;
+    use super::{closest, edit_distance, screaming_snake};
+
+    #[test]
+    fn misspelt_names_find_the_closest() {
+        assert_eq!(edit_distance("roundrobin", "roundrobin"), 0);
+        assert_eq!(edit_distance("failfst", "failfast"), 1);
+        assert_eq!(edit_distance("", "p2c"), 3);
+        let names = super::LOAD_BALANCERS;
+        assert_eq!(closest("round_robin", names), Some("roundrobin"));
+        assert_eq!(closest("LeastActive", names), Some("leastactive"));
+        assert_eq!(closest("consistent-hash", names), Some("consistenthash"));
+        assert_eq!(closest("no-such-mode", super::CLUSTER_MODES), None);
+        assert_eq!(closest("failfst", super::CLUSTER_MODES), Some("failfast"));
+    }
 
     #[test]
     fn screaming_snake_splits_words_and_acronyms() {

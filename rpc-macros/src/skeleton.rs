@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
 use crate::model::{Method, Service};
+use crate::wire_types;
 
 /// The skeleton struct, its constructors and its `Skeleton` impl.
 pub(crate) fn generate(service: &Service) -> TokenStream {
@@ -11,7 +12,10 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
     let trait_ident = service.ident();
     let server = service.server_ident();
     let descriptor = service.descriptor_ident();
-    let uses_context = service.methods.iter().any(|method| method.context);
+    let uses_context = service
+        .methods
+        .iter()
+        .any(|method| method.context.is_some());
     let cx = if uses_context {
         format_ident!("cx")
     } else {
@@ -97,17 +101,20 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
     let bindings: Vec<_> = (0..method.args.len())
         .map(|i| format_ident!("arg{}", i))
         .collect();
-    let cx = method.context.then(|| quote!(&cx,));
-    // Spanned at the method name, so type errors in decoding or encoding point at it.
-    let format = service.format();
+    // Spanned at the context's type: a type that is not `rpc_core::Context` fails there.
+    let cx = method.context.map(|span| quote_spanned!(span=> &cx,));
+    // The service's format, or a stand-in when a type cannot cross the wire (`wire_types`
+    // reports that type once, at the type).
+    let format = wire_types::format_of(service, method);
     let decode = quote_spanned! {method.ident.span()=>
-        ::rpc_core::__private::decode_args::<#format, (#(#types,)*)>(codec, &args)?
+        format.decode_args::<(#(#types,)*)>(codec, &args)?
     };
     let encode = quote_spanned! {method.ident.span()=>
-        ::rpc_core::__private::encode_result::<#format, _>(codec, &ret)
+        format.encode_result(codec, &ret)
     };
     quote! {
         #index => ::std::boxed::Box::pin(async move {
+            let format = #format;
             let (#(#bindings,)*) = #decode;
             let ret = <T as #trait_ident>::#ident(&inner, #cx #(#bindings),*).await;
             #encode

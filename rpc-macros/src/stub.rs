@@ -5,6 +5,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::model::{Method, Service};
+use crate::wire_types;
 
 /// The stub struct, its `FromClient` impl and its inherent methods.
 pub(crate) fn generate(service: &Service) -> TokenStream {
@@ -125,13 +126,13 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         }
         None => quote!(()),
     };
-    let format = service.format();
-    // Spanned at the method name, to keep errors about a non-serializable type near the
-    // user's code; `wire_types` reports the type itself.
-    let call = |function: &str, generics: TokenStream, extra: TokenStream| {
+    // The service's format, or a stand-in when a type cannot cross the wire (`wire_types`
+    // reports that type once, at the type).
+    let format = wire_types::format_of(service, method);
+    let call = |function: &str, extra: TokenStream| {
         let function = format_ident!("{}", function);
         quote_spanned! {method.ident.span()=>
-            ::rpc_core::__private::#function::<#format, #generics>(
+            #format.#function(
                 &self.client,
                 &#descriptor.methods[#index],
                 &(#(#refs,)*),
@@ -141,7 +142,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         }
     };
     if method.options.oneway {
-        let call = call("call_oneway", quote!(_, _), quote!());
+        let call = call("call_oneway", quote!());
         quote! {
             #docs
             ///
@@ -160,7 +161,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
             use ::rpc_core::__private::{ViaDefault as _, WithoutDefault as _};
             (&::rpc_core::__private::DefaultProbe::<#output>::new()).fallback()
         }};
-        let call = call("call", quote!(_, _, _), fallback);
+        let call = call("call", fallback);
         quote! {
             #docs
             #vis async fn #ident(&self, #(#params),*)

@@ -4,4 +4,7 @@ pub trait Shop {
     async fn charge(&self, order: u64, amount: u64) -> u64;
 }
 
-fn main() {}
+fn main() {
+    // The client and server are still generated: the name is the only error.
+    let _ = ShopClient::builder();
+}
