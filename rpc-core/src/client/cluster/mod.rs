@@ -237,15 +237,6 @@ impl Cluster {
             .find(|(m, _)| std::ptr::eq(*m, method))
             .map(|(_, policy)| policy)
     }
-
-    fn policy(&self, method: &'static MethodDescriptor) -> Result<Policy> {
-        match self.resolved(method) {
-            Some(policy) => Ok(policy.clone()),
-            // A method the client was not built for (an untyped client): its mode and
-            // retries are read now; it uses the client's load balancer.
-            None => Policy::for_method(method, &self.defaults, false),
-        }
-    }
 }
 
 impl Service<Request> for Cluster {
@@ -258,73 +249,82 @@ impl Service<Request> for Cluster {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.dispatch(request).await })
+    }
+}
+
+impl Cluster {
+    /// Runs one call through the cluster stage: the method's policy, its providers, its
+    /// attempts. The future borrows the cluster: a client without user layers awaits it
+    /// in place, with nothing boxed and no reference count touched per call.
+    pub async fn dispatch(&self, request: Request) -> Result<Response> {
         let mut providers = self.directory.providers();
-        // Only a call that finds no provider holds the directory (one more shared count).
-        let directory = providers.is_empty().then(|| self.directory.clone());
-        let policy = self.policy(request.method);
-        let service = self.service.clone();
-        // Only failback calls need the queue: no shared count touched on other calls.
-        let failback = match &policy {
-            Ok(policy) if policy.mode == ClusterMode::Failback => Some(self.failback.clone()),
-            _ => None,
+        let owned;
+        let policy = match self.resolved(request.method) {
+            Some(policy) => policy,
+            // A method the client was not built for (an untyped client): its mode and
+            // retries are read now; it uses the client's load balancer.
+            None => {
+                owned = Policy::for_method(request.method, &self.defaults, false)?;
+                &owned
+            }
         };
-        Box::pin(async move {
-            let policy = policy?;
-            if let Some(directory) = directory {
-                let listed = directory.listed();
-                let _ = tokio::time::timeout_at(request.deadline.into(), listed).await;
-                providers = directory.providers();
-                if providers.is_empty() {
-                    return Err(Error::NoProvider(service.to_string()));
+        let service = &self.service;
+        if providers.is_empty() {
+            let listed = self.directory.listed();
+            let _ = tokio::time::timeout_at(request.deadline.into(), listed).await;
+            providers = self.directory.providers();
+            if providers.is_empty() {
+                return Err(Error::NoProvider(service.to_string()));
+            }
+        }
+        match policy.mode {
+            ClusterMode::Failover | ClusterMode::Failfast => {
+                failover(&providers, request, policy, service).await
+            }
+            ClusterMode::Forking => forking(&providers, request, policy).await,
+            ClusterMode::Broadcast => broadcast(&providers, request).await,
+            ClusterMode::Available => {
+                let reachable = providers
+                    .iter()
+                    .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER));
+                match reachable {
+                    Some(index) => {
+                        let provider = &providers[index];
+                        provider.call(attempt_of(&request, provider, 0)).await
+                    }
+                    None => Err(Error::NoProvider(format!(
+                        "{service}: no provider is reachable"
+                    ))),
                 }
             }
-            match policy.mode {
-                ClusterMode::Failover | ClusterMode::Failfast => {
-                    failover(&providers, request, &policy, &service).await
-                }
-                ClusterMode::Forking => forking(&providers, request, &policy).await,
-                ClusterMode::Broadcast => broadcast(&providers, request).await,
-                ClusterMode::Available => {
-                    let reachable = providers
-                        .iter()
-                        .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER));
-                    match reachable {
-                        Some(index) => {
-                            let provider = &providers[index];
-                            provider.call(attempt_of(&request, provider, 0)).await
-                        }
-                        None => Err(Error::NoProvider(format!(
-                            "{service}: no provider is reachable"
-                        ))),
+            ClusterMode::Failsafe | ClusterMode::Failback => {
+                // The caller's deadline is enforced here too, so that a timeout is
+                // swallowed like any other failure (both timers share the instant;
+                // the inner one is polled first).
+                let deadline = request.deadline;
+                let budget = request.timeout;
+                let method = request.method.name;
+                let retry = (policy.mode == ClusterMode::Failback).then(|| request.clone());
+                let once = failover(&providers, request, policy, service);
+                let error = match tokio::time::timeout_at(deadline.into(), once).await {
+                    Ok(Ok(response)) => return Ok(response),
+                    Ok(Err(error)) => error,
+                    Err(_) => Error::Timeout(budget),
+                };
+                match retry {
+                    Some(request) => {
+                        tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
+                        self.failback.push(request, policy.clone());
+                    }
+                    None => {
+                        tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
                     }
                 }
-                ClusterMode::Failsafe | ClusterMode::Failback => {
-                    // The caller's deadline is enforced here too, so that a timeout is
-                    // swallowed like any other failure (both timers share the instant;
-                    // the inner one is polled first).
-                    let deadline = request.deadline;
-                    let budget = request.timeout;
-                    let method = request.method.name;
-                    let retry = failback.map(|queue| (queue, request.clone()));
-                    let once = failover(&providers, request, &policy, &service);
-                    let error = match tokio::time::timeout_at(deadline.into(), once).await {
-                        Ok(Ok(response)) => return Ok(response),
-                        Ok(Err(error)) => error,
-                        Err(_) => Error::Timeout(budget),
-                    };
-                    match retry {
-                        Some((queue, request)) => {
-                            tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
-                            queue.push(request, policy);
-                        }
-                        None => {
-                            tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
-                        }
-                    }
-                    Err(Error::Failsafe(Box::new(error)))
-                }
+                Err(Error::Failsafe(Box::new(error)))
             }
-        })
+        }
     }
 }
 
