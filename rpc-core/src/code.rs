@@ -5,6 +5,7 @@
 //! [`crate::Error`] variants; `Code` is what crosses the wire in between.
 
 use crate::Error;
+use crate::error::MessageKind;
 
 /// Why a provider could not answer a call with a result, as in tonic's `Code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,7 +18,7 @@ pub enum Code {
     /// The request could not be read or is not allowed (unknown codec, malformed head,
     /// message too large).
     BadRequest,
-    /// The response could not be read or produced (a result over the size limit).
+    /// The response could not be read or produced (a result too large to send).
     BadResponse,
     /// No such service, version or method on the provider.
     NotFound,
@@ -54,8 +55,13 @@ impl Code {
     pub fn for_error(error: &Error) -> Code {
         match error {
             Error::Codec { .. } => Code::Codec,
-            Error::Protocol(_) | Error::MessageTooLarge { .. } => Code::BadRequest,
-            Error::Timeout(_) => Code::Timeout,
+            Error::Protocol(_) => Code::BadRequest,
+            Error::MessageTooLarge {
+                kind: MessageKind::Response,
+                ..
+            } => Code::BadResponse,
+            Error::MessageTooLarge { .. } => Code::BadRequest,
+            Error::Timeout(_) | Error::TimeoutIn { .. } => Code::Timeout,
             Error::ServiceNotFound { .. } | Error::MethodNotFound { .. } => Code::NotFound,
             Error::Remote { code, .. } => *code,
             Error::Rejected(_) => Code::Overloaded,

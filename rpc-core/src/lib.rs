@@ -17,7 +17,7 @@ pub use code::Code;
 pub use codec::Codec;
 pub use context::{Attachments, Context};
 pub use descriptor::{MethodDescriptor, ServiceDescriptor};
-pub use error::{Error, Result};
+pub use error::{Error, MessageKind, Result, TimeoutStage};
 pub use request::{MethodRef, Name, Request, Response, ServerRequest};
 pub use rpc_macros::service;
 pub use server::{Server, ServerBuilder, ServerHandle, Skeleton};

@@ -43,6 +43,12 @@ pub struct Request {
     /// Address of the provider this attempt goes to; set by the cluster stage, so layers
     /// added with `ClientBuilder::provider_layer` see it.
     pub provider: Option<Arc<str>>,
+    /// No other provider is left to try for this attempt, so the transport may wait (until
+    /// the deadline) for a connection that is down and being retried, instead of failing
+    /// at once with the last connection error (gRPC's "wait for ready"). The cluster
+    /// stage sets it per attempt; [`Request::new`] leaves it `false`: fail fast, so a
+    /// caller with other providers moves on.
+    pub wait_for_ready: bool,
 }
 
 /// A service name or version: borrowed for the `'static` names of generated stubs, shared
@@ -142,6 +148,7 @@ impl Request {
             body,
             attempt: 0,
             provider: None,
+            wait_for_ready: false,
         }
     }
 }

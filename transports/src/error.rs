@@ -5,11 +5,12 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The first two bytes of a header were not `0xdabb`.
-    #[error("bad magic {0:#06x}, expected 0xdabb")]
+    /// The first two bytes of a header were not `0xdabb`: the peer does not speak this
+    /// protocol (an HTTP server answers `HT`, 0x4854).
+    #[error("bad magic {0:#06x}, expected 0xdabb: the peer does not speak this protocol")]
     BadMagic(u16),
     /// The header declared a body longer than the limit; nothing was allocated for it.
-    #[error("frame length {size} exceeds limit {limit}")]
+    #[error("frame length {size} exceeds this side's limit {limit} (`TcpConfig::max_frame_len`)")]
     FrameTooLarge {
         /// Declared body length.
         size: u32,
@@ -17,6 +18,8 @@ pub enum Error {
         limit: u32,
         /// Request id of the offending frame, so the peer can be told (status 40).
         request_id: u64,
+        /// True when the frame was a request (a call or an event), false for a response.
+        request: bool,
         /// True when the frame was a two-way request, which gets that answer.
         two_way_request: bool,
     },
@@ -54,10 +57,22 @@ impl From<Error> for rpc_core::Error {
             Error::BadMagic(_) | Error::UnknownCodec(_) => {
                 rpc_core::Error::Protocol(error.to_string())
             }
-            Error::FrameTooLarge { size, limit, .. } => rpc_core::Error::MessageTooLarge {
-                size: size.into(),
-                limit: limit.into(),
-            },
+            // A provider reads requests, a consumer responses: each checks its own limit.
+            Error::FrameTooLarge {
+                size,
+                limit,
+                request: true,
+                ..
+            } => rpc_core::Error::request_too_large(
+                size.into(),
+                limit.into(),
+                crate::tcp::MAX_FRAME_LEN_SETTING,
+            ),
+            Error::FrameTooLarge { size, limit, .. } => rpc_core::Error::response_too_large(
+                size.into(),
+                limit.into(),
+                crate::tcp::MAX_FRAME_LEN_SETTING,
+            ),
             Error::Truncated(_) => rpc_core::Error::transport(error.to_string()),
             Error::Io(io) => rpc_core::Error::io("read failed", io),
         }

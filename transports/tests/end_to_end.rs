@@ -151,14 +151,25 @@ async fn an_unreachable_provider_fails_fast_as_unavailable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let probe = client(port, Codec::Json);
+    // A lone provider's caller may wait out reconnect attempts within its deadline
+    // (`Request::wait_for_ready`), but not when the next attempt (1 s after this one
+    // fails) would start after the deadline: then the attempt's error comes at once.
+    let probe = ProbeClient::builder()
+        .transport(TcpTransport::new(
+            TcpConfig::default().reconnect_backoff(Duration::from_secs(1), Duration::from_secs(5)),
+        ))
+        .address(port.to_string())
+        .codec(Codec::Json)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client config is valid");
     let started = std::time::Instant::now();
     let result = probe.echo("anyone?".into()).await;
     assert!(
         matches!(result, Err(Error::Unavailable { .. })),
         "{result:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_millis(500));
 }
 
 /// A second service, to share the probe's port.

@@ -137,7 +137,7 @@ async fn run() -> Result<Report, Error> {
         let late = greeter.slow(1000).await;
         report.check(
             "slow(1000) under a 200 ms method timeout",
-            matches!(late, Err(Error::Timeout(_))),
+            late.as_ref().is_err_and(Error::is_timeout),
             format!("{} after {:?}", display(&late), started.elapsed()),
         );
 

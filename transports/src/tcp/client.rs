@@ -1,4 +1,27 @@
 //! The consumer end: one multiplexed connection per provider, reconnected with backoff.
+//!
+//! # While the provider is down
+//!
+//! A per-address manager task connects, and after a failed attempt waits out a backoff
+//! (100 ms, doubling up to 5 s by default) before the next. A call that finds the last
+//! attempt failed has two choices: fail at once with that attempt's error
+//! ([`Error::Unavailable`], so a cluster moves on to another provider), or wait for the
+//! next attempt. The rule:
+//!
+//! - it waits only when the request says no other provider is left to try
+//!   ([`Request::wait_for_ready`], set per attempt by the cluster), since waiting on a
+//!   down provider while another could answer only adds latency; a transport cannot know
+//!   this itself: its channel is per address and shared by every client, and
+//!   [`Request::attempt`] does not say whether the next attempt would go elsewhere;
+//! - and only when the next attempt starts before the call's deadline: a caller whose
+//!   budget ends during the backoff gets the cached error at once, as it would after
+//!   waiting;
+//! - then it waits for that attempt and applies the same rule to its outcome, so a call
+//!   with a generous deadline rides out several failed attempts and succeeds as soon as
+//!   the provider is back; if the deadline passes first, the error is a timeout naming the
+//!   address and the last attempt's failure.
+//!
+//! While an attempt runs, every call waits for it (until its deadline), as before.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +32,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::transport::IdMap;
-use rpc_core::{Error, Request, Response, Result};
+use rpc_core::{Code, Error, Request, Response, Result};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
@@ -17,14 +40,14 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::TcpConfig;
 use super::conn::{Activity, Outbox, keepalive, until_cancelled, write_loop};
 use super::frame::{
-    FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, FrameDecoder, Header, codec_for_id,
-    serialization_id,
+    FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header, Incoming, SkippingDecoder, codec_for_id,
+    not_this_protocol, serialization_id,
 };
 use super::head;
 use super::status::Status;
+use super::{MAX_FRAME_LEN_SETTING, TcpConfig};
 
 /// A [`rpc_core::Channel`] to one provider address.
 #[derive(Clone)]
@@ -69,7 +92,7 @@ impl Service<Request> for TcpChannel {
     fn call(&mut self, req: Request) -> Self::Future {
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
-            let connection = endpoint.connection(req.deadline, req.timeout).await?;
+            let connection = endpoint.connection(&req).await?;
             connection.call(req).await
         })
     }
@@ -77,9 +100,18 @@ impl Service<Request> for TcpChannel {
 
 #[derive(Clone)]
 enum ConnState {
-    Connecting,
+    /// An attempt is running; `last_error` is why the connection before it failed or
+    /// ended, if one did (for the timeout message of calls waiting on it).
+    Connecting {
+        last_error: Option<Error>,
+    },
     Connected(Arc<ClientConnection>),
-    Failed(Error),
+    /// The last attempt failed (or the connection it opened dropped at once); the next
+    /// starts at `retry_at`.
+    Failed {
+        error: Error,
+        retry_at: Instant,
+    },
 }
 
 /// The connection state of one address, kept current by a manager task that lives as long
@@ -94,7 +126,7 @@ struct Endpoint {
 
 impl Endpoint {
     fn new(address: &str, config: Arc<TcpConfig>) -> Endpoint {
-        let (sender, state) = watch::channel(ConnState::Connecting);
+        let (sender, state) = watch::channel(ConnState::Connecting { last_error: None });
         Endpoint {
             address: address.into(),
             config,
@@ -104,29 +136,40 @@ impl Endpoint {
         }
     }
 
-    /// The live connection, waiting (until the deadline) while one is being opened.
-    ///
-    /// After a failed attempt calls fail at once with that attempt's error instead of
-    /// waiting for the next one: a caller with other providers should move on.
-    async fn connection(
-        &self,
-        deadline: Instant,
-        budget: Duration,
-    ) -> Result<Arc<ClientConnection>> {
+    /// The live connection for `req`, waiting (until its deadline) while one is being
+    /// opened, and after a failed attempt only as the module docs say: with
+    /// [`Request::wait_for_ready`] and a next attempt due before the deadline. Otherwise
+    /// the failed attempt's error comes back at once, so a caller with other providers
+    /// moves on.
+    async fn connection(&self, req: &Request) -> Result<Arc<ClientConnection>> {
         self.start();
         let mut state = self.state.clone();
         loop {
-            match &*state.borrow_and_update() {
+            // The guard must not live across the await below.
+            let last_error = match &*state.borrow_and_update() {
                 ConnState::Connected(connection) => return Ok(connection.clone()),
-                ConnState::Failed(error) => return Err(error.clone()),
-                ConnState::Connecting => {}
-            }
-            match tokio::time::timeout_at(deadline.into(), state.changed()).await {
+                ConnState::Failed { error, retry_at } => {
+                    if !req.wait_for_ready || *retry_at >= req.deadline {
+                        return Err(error.clone());
+                    }
+                    Some(error.clone())
+                }
+                ConnState::Connecting { last_error } => last_error.clone(),
+            };
+            match tokio::time::timeout_at(req.deadline.into(), state.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => {
                     return Err(Error::unavailable("connection manager stopped", None));
                 }
-                Err(_) => return Err(Error::Timeout(budget)),
+                // Shares the instant of the client's own deadline timer and is polled
+                // first, so the caller learns that the call never got a connection.
+                Err(_) => {
+                    return Err(Error::timeout_connecting(
+                        req.timeout,
+                        &*self.address,
+                        last_error.as_ref(),
+                    ));
+                }
             }
         }
     }
@@ -152,13 +195,16 @@ impl Endpoint {
 /// Ends when every channel to the address is dropped.
 async fn manage(address: Arc<str>, config: Arc<TcpConfig>, state: watch::Sender<ConnState>) {
     let mut backoff = config.reconnect_backoff;
+    let mut last_error = None;
     loop {
-        state.send_replace(ConnState::Connecting);
+        state.send_replace(ConnState::Connecting {
+            last_error: last_error.take(),
+        });
         let attempt = tokio::select! {
             attempt = ClientConnection::open(&address, &config) => attempt,
             _ = state.closed() => return,
         };
-        match attempt {
+        let error = match attempt {
             Ok(connection) => {
                 let opened = Instant::now();
                 tracing::debug!(%address, "connected");
@@ -171,17 +217,25 @@ async fn manage(address: Arc<str>, config: Arc<TcpConfig>, state: watch::Sender<
                     }
                 }
                 tracing::info!(%address, "connection lost, reconnecting");
+                let error = never_sent(&connection.closed_error());
                 // A provider that accepts and drops at once must not make us spin.
                 if opened.elapsed() >= Duration::from_secs(1) {
                     backoff = config.reconnect_backoff;
+                    last_error = Some(error);
                     continue;
                 }
+                error
             }
             Err(error) => {
                 tracing::debug!(%address, %error, "connect failed");
-                state.send_replace(ConnState::Failed(error));
+                error
             }
-        }
+        };
+        state.send_replace(ConnState::Failed {
+            error: error.clone(),
+            retry_at: Instant::now() + backoff,
+        });
+        last_error = Some(error);
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = state.closed() => return,
@@ -228,7 +282,6 @@ pub(crate) struct ClientConnection {
     outbox: Arc<Outbox>,
     pending: Mutex<CallTable>,
     next_id: AtomicU64,
-    max_frame_len: u32,
     closed: CancellationToken,
 }
 
@@ -270,7 +323,6 @@ impl ClientConnection {
                 in_flight,
             }),
             next_id: AtomicU64::new(1),
-            max_frame_len: config.max_frame_len,
             closed,
         });
 
@@ -312,16 +364,28 @@ impl ClientConnection {
     }
 
     async fn read_loop(self: &Arc<Self>, read: OwnedReadHalf, activity: Arc<Activity>, limit: u32) {
-        let mut frames = FramedRead::with_capacity(read, FrameDecoder::new(limit), 64 * 1024);
+        let mut frames =
+            FramedRead::with_capacity(read, SkippingDecoder::new(limit, false), 64 * 1024);
         while let Some(frame) = frames.next().await {
             match frame {
-                Ok(frame) => {
+                Ok(Incoming::Frame(frame)) => {
                     activity.read();
                     self.on_frame(frame);
+                }
+                Ok(Incoming::TooLarge(header)) => {
+                    activity.read();
+                    self.on_too_large(header, limit);
                 }
                 Err(error) if error.is_disconnect() => {
                     tracing::debug!(peer = %self.peer, %error, "provider went away");
                     self.fail(error.into());
+                    return;
+                }
+                Err(crate::Error::BadMagic(_)) => {
+                    let error =
+                        Error::Protocol(not_this_protocol(&self.peer, frames.read_buffer()));
+                    tracing::warn!(peer = %self.peer, %error, "closing");
+                    self.fail(error);
                     return;
                 }
                 Err(error) => {
@@ -335,6 +399,20 @@ impl ClientConnection {
             "connection to {} closed by peer",
             self.peer
         )));
+    }
+
+    /// A response over this side's limit, whose body is being skipped: only its call
+    /// fails, and the connection stays.
+    fn on_too_large(&self, header: Header, limit: u32) {
+        tracing::debug!(peer = %self.peer, id = header.request_id, size = header.body_len, limit,
+            "response over the limit, skipped");
+        if let Some(waiter) = self.remove(header.request_id) {
+            let _ = waiter.tx.send(Err(Error::response_too_large(
+                header.body_len.into(),
+                limit.into(),
+                MAX_FRAME_LEN_SETTING,
+            )));
+        }
     }
 
     fn on_frame(&self, frame: Frame) {
@@ -368,11 +446,16 @@ impl ClientConnection {
                 }),
                 Err(error) => Err(error.into()),
             },
-            Some(code) => Err(Error::from_code(
-                code,
-                String::from_utf8_lossy(&frame.body).into_owned(),
-                waiter.budget,
-            )),
+            Some(Code::Timeout) => Err(Error::timeout_in_handler(waiter.budget, &*self.peer)),
+            Some(code) => {
+                let message = String::from_utf8_lossy(&frame.body).into_owned();
+                match request_too_large(code, &message) {
+                    Some((size, limit)) => {
+                        Err(Error::request_too_large(size, limit, MAX_FRAME_LEN_SETTING))
+                    }
+                    None => Err(Error::from_code(code, message, waiter.budget)),
+                }
+            }
         };
         let _ = waiter.tx.send(result);
     }
@@ -393,6 +476,14 @@ impl ClientConnection {
         }
     }
 
+    /// The error the connection closed with (a closed connection has one).
+    fn closed_error(&self) -> Error {
+        self.lock()
+            .closed
+            .clone()
+            .unwrap_or_else(|| Error::transport(format!("connection to {} closed", self.peer)))
+    }
+
     /// Takes the waiter of call `id` out of the in-flight table.
     fn remove(&self, id: u64) -> Option<Waiter> {
         self.lock().remove(id)
@@ -405,13 +496,13 @@ impl ClientConnection {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Sends `req` and waits for its answer until its deadline.
+    ///
+    /// The request is not checked against this side's `max_frame_len`: that limits what
+    /// this side receives (responses). The provider checks requests against its own limit
+    /// and refuses one over it, naming its limit; only a body the frame header cannot
+    /// describe (over 4 GiB) is refused here.
     async fn call(self: Arc<Self>, req: Request) -> Result<Response> {
-        if req.body.len() > self.max_frame_len as usize {
-            return Err(Error::MessageTooLarge {
-                size: req.body.len() as u64,
-                limit: self.max_frame_len.into(),
-            });
-        }
         let remaining = req.deadline.saturating_duration_since(Instant::now());
         let timeout_ms = remaining.as_millis().clamp(1, u64::MAX as u128) as u64;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -421,7 +512,7 @@ impl ClientConnection {
             let mut pending = self.lock();
             if let Some(error) = &pending.closed {
                 // Nothing was sent: the caller may try another provider.
-                return Err(Error::unavailable(error.to_string(), None));
+                return Err(never_sent(error));
             }
             pending.insert(
                 id,
@@ -442,9 +533,9 @@ impl ClientConnection {
             request_id: id,
             body_len: 0,
         };
-        let pushed = self.outbox.push_call(|buf| {
-            head::encode_request(&req, header, timeout_ms, self.max_frame_len, buf)
-        });
+        let pushed = self
+            .outbox
+            .push_call(|buf| head::encode_request(&req, header, timeout_ms, u32::MAX, buf));
         if let Err(error) = pushed {
             self.remove(id);
             return Err(error);
@@ -460,7 +551,12 @@ impl ClientConnection {
             id,
             armed: true,
         };
-        let result = receiver.await;
+        // Shares the instant of the client's own deadline timer and is polled first, so
+        // the caller learns that the request went out and the answer did not come back.
+        let Ok(result) = tokio::time::timeout_at(req.deadline.into(), receiver).await else {
+            // The guard, still armed, tells the provider to drop the call.
+            return Err(Error::timeout_awaiting_answer(req.timeout, &*self.peer));
+        };
         guard.armed = false;
         match result {
             Ok(result) => result,
@@ -496,5 +592,83 @@ impl Drop for CancelOnDrop<'_> {
                 .encode(buf)
             });
         }
+    }
+}
+
+/// `error`, which closed a connection, as the error of a call that never went out on it:
+/// [`Error::Unavailable`] (a cluster may retry it anywhere), with the same words and cause.
+fn never_sent(error: &Error) -> Error {
+    match error {
+        Error::Transport { message, source } | Error::Unavailable { message, source } => {
+            Error::Unavailable {
+                message: message.clone(),
+                source: source.clone(),
+            }
+        }
+        other => Error::unavailable(other.to_string(), None),
+    }
+}
+
+/// The size and limit named by a provider's refusal of a request over its limit (status
+/// 40, worded by [`Error::MessageTooLarge`]'s `Display`, or by older providers as
+/// `frame length N exceeds limit L`), so the caller sees the same error kind whichever
+/// side refused.
+fn request_too_large(code: Code, message: &str) -> Option<(u64, u64)> {
+    fn number(text: &str) -> Option<(u64, &str)> {
+        let end = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        Some((text[..end].parse().ok()?, &text[end..]))
+    }
+    if code != Code::BadRequest {
+        return None;
+    }
+    let (size, rest, middle) = match message.strip_prefix("request of ") {
+        Some(rest) => {
+            let (size, rest) = number(rest)?;
+            (size, rest, " bytes exceeds the provider's limit of ")
+        }
+        None => {
+            let (size, rest) = number(message.strip_prefix("frame length ")?)?;
+            (size, rest, " exceeds limit ")
+        }
+    };
+    let (limit, _) = number(rest.strip_prefix(middle)?)?;
+    Some((size, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_that_never_went_out_is_unavailable_with_the_same_words() {
+        let closed = Error::transport("connection to 10.0.0.1:9 closed by peer");
+        let error = never_sent(&closed);
+        assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "provider unavailable: connection to 10.0.0.1:9 closed by peer"
+        );
+    }
+
+    #[test]
+    fn a_providers_refusal_of_a_large_request_is_read_back() {
+        let refusal = Error::request_too_large(9_437_226, 8_388_608, MAX_FRAME_LEN_SETTING);
+        let message = refusal.remote_message();
+        assert_eq!(
+            request_too_large(Code::BadRequest, &message),
+            Some((9_437_226, 8_388_608)),
+            "{message}"
+        );
+        assert_eq!(
+            request_too_large(Code::BadRequest, "frame length 1025 exceeds limit 1024"),
+            Some((1025, 1024))
+        );
+        assert_eq!(request_too_large(Code::BadResponse, &message), None);
+        assert_eq!(
+            request_too_large(Code::BadRequest, "request head truncated in service"),
+            None
+        );
     }
 }

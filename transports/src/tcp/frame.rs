@@ -114,6 +114,32 @@ impl Header {
     }
 }
 
+/// What to say when a peer's bytes do not start with [`MAGIC`]: who it is, what it sent
+/// (the first line as text when it is text, else the first bytes in hex) and that it does
+/// not speak this protocol. `buf` is the start of what the peer sent.
+pub(crate) fn not_this_protocol(peer: &str, buf: &[u8]) -> String {
+    let head = &buf[..buf.len().min(32)];
+    let line = head
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let sent = if !line.is_empty() && line.iter().all(|b| (0x20..0x7f).contains(b)) {
+        format!("{:?}", String::from_utf8_lossy(line))
+    } else {
+        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("bytes {}", hex.join(" "))
+    };
+    let hint = if line.starts_with(b"HTTP/") {
+        "; it answers like an HTTP server: point the client at the provider's RPC port"
+    } else {
+        "; is the address the provider's RPC port?"
+    };
+    format!(
+        "{peer} does not speak this protocol: it sent {sent} where a frame starting with \
+         magic {MAGIC:#06x} was expected{hint}"
+    )
+}
+
 /// True when `buf` starts with a whole frame (header and body), valid or not.
 pub(crate) fn starts_with_whole_frame(buf: &[u8]) -> bool {
     match buf.get(12..HEADER_LEN) {
@@ -155,6 +181,102 @@ impl Frame {
     }
 }
 
+/// What a connection reads: a frame, or the header of a frame over the limit whose body is
+/// being dropped as it arrives ([`SkippingDecoder`]).
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Frame(Frame),
+    TooLarge(Header),
+}
+
+/// [`FrameDecoder`] that survives a frame over the limit of the kind this side reads:
+/// requests on a provider, responses on a consumer. Such a frame is a well-formed message
+/// that is too long, and the connection carries other calls, so only its own call fails:
+/// its header comes out as [`Incoming::TooLarge`] (the provider answers it, the consumer
+/// fails the call waiting for it) and its body is dropped as it arrives, never buffered.
+/// A frame of the other kind, or an event, over the limit is a broken peer: an error, as
+/// from [`FrameDecoder`].
+#[derive(Debug)]
+pub(crate) struct SkippingDecoder {
+    frames: FrameDecoder,
+    /// True on a provider (oversized requests are skipped), false on a consumer.
+    skips_requests: bool,
+    /// Body bytes of an oversized frame still to drop.
+    skipping: usize,
+    /// While skipping: when bytes of the body last arrived (or its header did).
+    progress: Option<tokio::time::Instant>,
+}
+
+impl SkippingDecoder {
+    /// A decoder with `max_frame_len`, skipping oversized requests when `skips_requests`
+    /// (a provider) and oversized responses otherwise (a consumer).
+    pub(crate) fn new(max_frame_len: u32, skips_requests: bool) -> SkippingDecoder {
+        SkippingDecoder {
+            frames: FrameDecoder::new(max_frame_len),
+            skips_requests,
+            skipping: 0,
+            progress: None,
+        }
+    }
+
+    /// While the body of an oversized frame is still being dropped: when its bytes last
+    /// arrived, so the owner can give up on a peer that stopped sending it.
+    pub(crate) fn skipping_since(&self) -> Option<tokio::time::Instant> {
+        self.progress
+    }
+
+    fn skip(&mut self, src: &mut BytesMut) {
+        let n = self.skipping.min(src.len());
+        if n > 0 {
+            src.advance(n);
+            self.skipping -= n;
+            self.progress = Some(tokio::time::Instant::now());
+        }
+        if self.skipping == 0 {
+            self.progress = None;
+        }
+    }
+}
+
+impl Decoder for SkippingDecoder {
+    type Item = Incoming;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, Error> {
+        self.skip(src);
+        if self.skipping > 0 {
+            return Ok(None);
+        }
+        match self.frames.decode(src) {
+            Ok(frame) => Ok(frame.map(Incoming::Frame)),
+            Err(error @ Error::FrameTooLarge { .. }) => {
+                let header = match Header::decode(src)? {
+                    Some(header)
+                        if header.is_request() == self.skips_requests && !header.is_event() =>
+                    {
+                        header
+                    }
+                    _ => return Err(error),
+                };
+                src.advance(HEADER_LEN);
+                self.skipping = header.body_len as usize;
+                self.progress = Some(tokio::time::Instant::now());
+                self.skip(src);
+                Ok(Some(Incoming::TooLarge(header)))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Incoming>, Error> {
+        match self.decode(src)? {
+            Some(item) => Ok(Some(item)),
+            None if src.is_empty() && self.skipping == 0 => Ok(None),
+            None => Err(Error::Truncated(src.len())),
+        }
+    }
+}
+
 /// Splits a byte stream into frames, many per buffer fill.
 ///
 /// The declared length is checked against the limit before any memory is reserved for the
@@ -190,6 +312,7 @@ impl Decoder for FrameDecoder {
                 size: header.body_len,
                 limit: self.max_frame_len,
                 request_id: header.request_id,
+                request: header.is_request(),
                 two_way_request: header.is_request() && header.is_two_way(),
             });
         }
@@ -245,7 +368,7 @@ mod tests {
         let err = FrameDecoder::default().decode(&mut buf);
         assert!(matches!(
             err,
-            Err(Error::FrameTooLarge { size, limit, request_id: 7, two_way_request: true })
+            Err(Error::FrameTooLarge { size, limit, request_id: 7, request: true, two_way_request: true })
                 if size == DEFAULT_MAX_FRAME_LEN + 1 && limit == DEFAULT_MAX_FRAME_LEN
         ));
         assert_eq!(buf.capacity(), capacity);
@@ -289,6 +412,56 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_speaking_another_protocol_is_named_with_what_it_sent() {
+        let http = not_this_protocol("127.0.0.1:8080", b"HTTP/1.1 400 Bad Request\r\nX: y");
+        assert_eq!(
+            http,
+            "127.0.0.1:8080 does not speak this protocol: it sent \"HTTP/1.1 400 Bad Request\" \
+             where a frame starting with magic 0xdabb was expected; it answers like an HTTP \
+             server: point the client at the provider's RPC port"
+        );
+        let binary = not_this_protocol("h:1", &[0x16, 0x03, 0x01, 0x00]);
+        assert!(
+            binary.contains("it sent bytes 16 03 01 00 where"),
+            "{binary}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_frame_of_the_kind_read_is_skipped_and_the_next_one_read() {
+        for (skips_requests, flags) in [(false, 0), (true, FLAG_REQUEST | FLAG_TWO_WAY)] {
+            let mut decoder = SkippingDecoder::new(4, skips_requests);
+            let mut wire = BytesMut::new();
+            Frame::new(flags, 20, 1, Bytes::from_static(b"too long")).encode(&mut wire);
+            Frame::new(flags, 20, 2, Bytes::from_static(b"ok")).encode(&mut wire);
+            // The first header and part of its body, then the rest.
+            let mut buf = BytesMut::from(&wire[..HEADER_LEN + 3]);
+            match decoder.decode(&mut buf) {
+                Ok(Some(Incoming::TooLarge(header))) => assert_eq!(header.request_id, 1),
+                other => panic!("expected the oversized header, got {other:?}"),
+            }
+            assert!(buf.is_empty());
+            assert!(decoder.skipping_since().is_some());
+            buf.extend_from_slice(&wire[HEADER_LEN + 3..]);
+            match decoder.decode(&mut buf) {
+                Ok(Some(Incoming::Frame(frame))) => assert_eq!(&frame.body[..], b"ok"),
+                other => panic!("expected the next frame, got {other:?}"),
+            }
+            assert!(decoder.skipping_since().is_none());
+            // An oversized frame of the other kind, or event, is a broken peer.
+            let other = if skips_requests { 0 } else { FLAG_REQUEST };
+            for flags in [other, flags | FLAG_EVENT] {
+                let mut wire = BytesMut::new();
+                Frame::new(flags, 0, 3, Bytes::from_static(b"too long")).encode(&mut wire);
+                assert!(matches!(
+                    decoder.decode(&mut wire),
+                    Err(Error::FrameTooLarge { .. })
+                ));
+            }
+        }
+    }
+
+    #[test]
     fn bad_magic_is_rejected() {
         let mut buf = BytesMut::from(&[0xca, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]);
         assert!(matches!(
@@ -320,11 +493,58 @@ mod tests {
         }
 
         #[test]
+        fn oversized_frames_are_skipped_across_any_split(frames in proptest::collection::vec(frame(), 1..8), limit in 0u32..1024, split in 0usize..4096, skips_requests in any::<bool>()) {
+            let mut wire = BytesMut::new();
+            for f in &frames {
+                f.encode(&mut wire);
+            }
+            let split = split.min(wire.len());
+            let mut decoder = SkippingDecoder::new(limit, skips_requests);
+            let mut buf = BytesMut::from(&wire[..split]);
+            let mut out = Vec::new();
+            let mut failed = false;
+            for rest in [&wire[split..], &[][..]] {
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(Incoming::Frame(f))) => out.push(f),
+                        Ok(Some(Incoming::TooLarge(h))) => out.push(Frame { header: h, body: Bytes::new() }),
+                        Ok(None) => break,
+                        Err(_) => { failed = true; break; }
+                    }
+                }
+                if failed { break; }
+                buf.extend_from_slice(rest);
+            }
+            // Until the first frame it may not skip, every frame comes out: whole when
+            // within the limit, as a bare header when skipped.
+            let expected: Vec<Frame> = frames
+                .iter()
+                .take_while(|f| {
+                    f.body.len() as u32 <= limit
+                        || (f.header.is_request() == skips_requests && !f.header.is_event())
+                })
+                .map(|f| if f.body.len() as u32 <= limit { f.clone() } else { Frame { header: f.header, body: Bytes::new() } })
+                .collect();
+            prop_assert_eq!(failed, expected.len() < frames.len());
+            prop_assert_eq!(out, expected);
+        }
+
+        #[test]
         fn any_bytes_decode_to_frames_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..4096), limit in 0u32..4096) {
             let mut decoder = FrameDecoder::new(limit);
             let mut buf = BytesMut::from(&bytes[..]);
             while let Ok(Some(frame)) = decoder.decode(&mut buf) {
                 prop_assert!(frame.body.len() as u32 <= limit);
+            }
+            for skips_requests in [false, true] {
+                let mut decoder = SkippingDecoder::new(limit, skips_requests);
+                let mut buf = BytesMut::from(&bytes[..]);
+                while let Ok(Some(item)) = decoder.decode(&mut buf) {
+                    if let Incoming::Frame(frame) = item {
+                        prop_assert!(frame.body.len() as u32 <= limit);
+                    }
+                }
+                let _ = decoder.decode_eof(&mut buf);
             }
         }
     }

@@ -25,8 +25,10 @@ pub const MAX_ATTACHMENTS: usize = 256;
 
 /// Appends a whole request frame to `out`: header, head (with the time left as the
 /// `timeout` attachment) and arguments. The head is written first and the length patched
-/// in afterwards, so there is no separate size computation to keep in step. On error `out`
-/// is left as it was.
+/// in afterwards, so there is no separate size computation to keep in step. A body longer
+/// than `max_frame_len` is refused (the client passes `u32::MAX`, the most a header can
+/// declare: the provider, not the sender, applies the configured limit). On error `out` is
+/// left as it was.
 pub(crate) fn encode_request(
     req: &Request,
     header: Header,
@@ -76,10 +78,11 @@ fn write_request(
     out.extend_from_slice(&req.body);
     let body_len = out.len() - body_start;
     if body_len > max_frame_len as usize {
-        return Err(Error::MessageTooLarge {
-            size: body_len as u64,
-            limit: max_frame_len.into(),
-        });
+        return Err(Error::request_too_large(
+            body_len as u64,
+            max_frame_len.into(),
+            "",
+        ));
     }
     out[start + 12..start + HEADER_LEN].copy_from_slice(&(body_len as u32).to_be_bytes());
     Ok(())

@@ -20,11 +20,18 @@ use rpc_core::server::Dispatcher;
 use rpc_core::transport::{Channel, Listener, Transport};
 use tower::util::BoxCloneSyncService;
 
+/// The setting that raises the frame limit, as errors name it.
+pub(crate) const MAX_FRAME_LEN_SETTING: &str = "TcpConfig::max_frame_len";
+
 /// Settings of the TCP transport; the defaults follow Dubbo where it has one.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TcpConfig {
-    /// Largest frame body accepted or sent (default 8 MiB).
+    /// Largest frame body this side accepts (default 8 MiB): a provider's limit on the
+    /// requests it reads, a consumer's on the responses it reads. Nothing is refused on
+    /// sending; a frame over the receiver's limit fails its call with
+    /// [`rpc_core::Error::MessageTooLarge`] naming that limit. To carry larger messages,
+    /// raise it on the provider for requests and on the consumer for responses.
     pub max_frame_len: u32,
     /// Send a heartbeat after this long without traffic (default 60 s).
     pub heartbeat_interval: Duration,
@@ -73,7 +80,7 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
-    /// Sets the largest frame body.
+    /// Sets the largest frame body this side accepts ([`TcpConfig::max_frame_len`]).
     pub fn max_frame_len(mut self, len: u32) -> TcpConfig {
         self.max_frame_len = len;
         self
@@ -160,7 +167,11 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
+    /// A channel to `address`, which must be `host:port` (`[v6]:port` for IPv6 literals);
+    /// anything else is an [`rpc_core::Error::Config`] naming it, so a client builder
+    /// refuses it before the first call.
     fn connect(&self, address: &str) -> Result<Channel> {
+        check_address(address)?;
         Ok(BoxCloneSyncService::new(
             self.endpoints.channel(address, &self.config),
         ))
@@ -176,5 +187,74 @@ impl Transport for TcpTransport {
             dispatcher,
             self.config.clone(),
         ))
+    }
+}
+
+/// Checks that `address` has the `host:port` form a TCP connection needs; says which part
+/// is wrong and what is expected otherwise.
+fn check_address(address: &str) -> Result<()> {
+    let invalid = |why: &str| {
+        rpc_core::Error::Config(format!(
+            "invalid TCP address {address:?}: {why}; expected host:port, e.g. \
+             \"127.0.0.1:20880\", \"localhost:20880\" or \"[::1]:20880\""
+        ))
+    };
+    if address.contains("://") {
+        return Err(invalid("give the address without a scheme"));
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(invalid("no port"));
+    };
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
+        return Err(invalid("an IPv6 address needs brackets"));
+    }
+    if host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(invalid("the host is not a host name or IP address"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err(invalid("port 0 cannot be connected to")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(invalid(&format!(
+            "port {port:?} is not a number from 1 to 65535"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_address;
+
+    #[test]
+    fn addresses_need_a_host_and_a_port() {
+        for good in [
+            "127.0.0.1:20880",
+            "localhost:1",
+            "[::1]:20880",
+            "provider.example:65535",
+        ] {
+            assert!(check_address(good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            ("localhost", "no port"),
+            (":20880", "no host"),
+            ("::1:20880", "brackets"),
+            ("localhost:http", "not a number"),
+            ("localhost:70000", "not a number"),
+            ("localhost:0", "port 0"),
+            ("tcp://localhost:1", "without a scheme"),
+            ("my host:1", "not a host name"),
+        ] {
+            let error = check_address(bad).err().map(|e| e.to_string());
+            assert!(
+                error.as_deref().is_some_and(|e| e.contains(why)
+                    && e.contains("expected host:port")
+                    && e.contains(&format!("{bad:?}"))),
+                "{bad}: {error:?}"
+            );
+        }
     }
 }

@@ -18,22 +18,27 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::TcpConfig;
 use super::conn::{Activity, BUFFER_CAPACITY, Outbox, SHRINK_ABOVE, keepalive, write_loop};
 use super::frame::{
-    FLAG_EVENT, Frame, FrameDecoder, Header, codec_for_id, serialization_id,
-    starts_with_whole_frame,
+    FLAG_EVENT, Frame, Header, Incoming, SkippingDecoder, codec_for_id, not_this_protocol,
+    serialization_id, starts_with_whole_frame,
 };
 use super::head::decode_head;
 use super::log::RateLimited;
 use super::status::Status;
+use super::{MAX_FRAME_LEN_SETTING, TcpConfig};
 
 /// Heartbeats a server starts carry ids from 2^63 up. The server tracks none of them (an
 /// answer only counts as traffic), so any id would do; ids far from the client's own,
 /// which count up from 1, keep the two directions apart in a packet capture.
 const SERVER_HEARTBEAT_IDS: u64 = 1 << 63;
 
+/// After refusing a request over the limit, its body is read and dropped as it arrives
+/// and the connection goes on; a peer that stops sending it for this long is closed.
+const SKIP_IDLE: Duration = Duration::from_secs(1);
+
 static UNREADABLE_FRAMES: RateLimited = RateLimited::new();
+static OVERSIZED_REQUESTS: RateLimited = RateLimited::new();
 static REFUSED_CONNECTIONS: RateLimited = RateLimited::new();
 static FAILED_ACCEPTS: RateLimited = RateLimited::new();
 
@@ -254,7 +259,6 @@ impl Drop for SlotGuard {
 struct ServerConnection {
     peer: SocketAddr,
     outbox: Arc<Outbox>,
-    max_frame_len: u32,
 }
 
 impl ServerConnection {
@@ -296,15 +300,12 @@ impl Reply for TcpReply {
     fn send(self, result: Result<Response>) {
         let connection = &self.connection;
         match result {
-            Ok(response) if response.body.len() > connection.max_frame_len as usize => {
-                let error = Error::Remote {
-                    code: rpc_core::Code::BadResponse,
-                    message: format!(
-                        "response length {} exceeds limit {}",
-                        response.body.len(),
-                        connection.max_frame_len
-                    ),
-                };
+            // This side's `max_frame_len` limits what it reads (requests); the caller
+            // checks the response against its own. Only a body no header can describe is
+            // refused here.
+            Ok(response) if u32::try_from(response.body.len()).is_err() => {
+                let error =
+                    Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
                 connection.respond_error(self.request_id, self.serialization, &error);
             }
             Ok(response) => connection.respond(
@@ -342,11 +343,13 @@ async fn serve_connection(
             Box::new(session.in_flight_probe()),
             slot.slot.stop.clone(),
         )),
-        max_frame_len: config.max_frame_len,
     });
     let writer = tokio::spawn(write_loop(connection.outbox.clone()));
-    let mut frames =
-        FramedRead::with_capacity(read, FrameDecoder::new(config.max_frame_len), 8 * 1024);
+    let mut frames = FramedRead::with_capacity(
+        read,
+        SkippingDecoder::new(config.max_frame_len, true),
+        8 * 1024,
+    );
     let heartbeat_ids = AtomicU64::new(SERVER_HEARTBEAT_IDS);
     let idle = keepalive(
         &connection.outbox,
@@ -378,7 +381,17 @@ async fn serve_connection(
                 _ = connection.outbox.wait_below_limit() => continue,
             }
         }
+        // The body of a refused oversized request is being dropped: give up on a peer that
+        // stopped sending it.
+        let skipping = frames.decoder().skipping_since();
         let frame = tokio::select! {
+            _ = tokio::time::sleep_until(skipping.map_or_else(tokio::time::Instant::now, |at| at + SKIP_IDLE)), if skipping.is_some() => {
+                if frames.decoder().skipping_since() == skipping {
+                    tracing::debug!(%peer, "the body of a refused request stopped arriving, closing");
+                    break;
+                }
+                continue;
+            }
             _ = &mut stopped => {
                 if slot.slot.evicted.load(Ordering::Relaxed) {
                     tracing::debug!(%peer, "silent connection evicted to make room");
@@ -399,7 +412,18 @@ async fn serve_connection(
         };
         match frame {
             None => break,
-            Some(Ok(frame)) => {
+            Some(Ok(Incoming::TooLarge(header))) => {
+                spoke = true;
+                activity.read();
+                slot.slot.proven.store(true, Ordering::Relaxed);
+                refuse_too_large(&connection, header, config.max_frame_len);
+                // Its body may take a while: what was answered before goes out now.
+                if holding {
+                    connection.outbox.release();
+                    holding = false;
+                }
+            }
+            Some(Ok(Incoming::Frame(frame))) => {
                 spoke = true;
                 // More frames already read: answer them all before waking the writer, so
                 // one read's worth of requests goes back in one write.
@@ -428,19 +452,17 @@ async fn serve_connection(
                 tracing::debug!(%peer, %error, "peer went away");
                 break;
             }
+            Some(Err(crate::Error::BadMagic(_))) => {
+                let error = not_this_protocol(&peer.to_string(), frames.read_buffer());
+                UNREADABLE_FRAMES.warn(|held_back| {
+                    tracing::warn!(%peer, %error, held_back, "unreadable frame, closing connection");
+                });
+                break;
+            }
             Some(Err(error)) => {
                 UNREADABLE_FRAMES.warn(|held_back| {
                     tracing::warn!(%peer, %error, held_back, "unreadable frame, closing connection");
                 });
-                if let crate::Error::FrameTooLarge {
-                    request_id,
-                    two_way_request: true,
-                    ..
-                } = error
-                {
-                    let message = error.to_string();
-                    connection.respond(request_id, 0, Status::BadRequest, message.as_bytes());
-                }
                 break;
             }
         }
@@ -450,6 +472,26 @@ async fn serve_connection(
     session.abandon_all();
     connection.outbox.close();
     let _ = writer.await;
+}
+
+/// Answers a request over this side's limit (a two-way one with status 40, worded as the
+/// caller's own [`Error::MessageTooLarge`], which it rebuilds from the text); its body is
+/// being skipped, and the connection goes on.
+fn refuse_too_large(connection: &ServerConnection, header: Header, limit: u32) {
+    let error =
+        Error::request_too_large(header.body_len.into(), limit.into(), MAX_FRAME_LEN_SETTING);
+    OVERSIZED_REQUESTS.warn(|held_back| {
+        tracing::warn!(peer = %connection.peer, id = header.request_id, %error, held_back,
+            "request over the frame limit, refused");
+    });
+    if header.is_two_way() && !header.is_event() {
+        connection.respond(
+            header.request_id,
+            header.serialization_id(),
+            Status::BadRequest,
+            error.remote_message().as_bytes(),
+        );
+    }
 }
 
 fn on_frame(

@@ -354,7 +354,12 @@ async fn failover(
         let Some(provider) = picker.next() else {
             return Err(Error::NoProvider(service.to_string()));
         };
-        let error = match provider.call(attempt_of(&request, provider, attempt)).await {
+        let mut this = attempt_of(&request, provider, attempt);
+        // No other provider will be tried for this call: the transport may wait, within
+        // the deadline, for a connection that is down and being retried.
+        this.wait_for_ready = policy.mode != ClusterMode::Failfast
+            && (attempt + 1 >= attempts || attempt as usize + 1 >= providers.len());
+        let error = match provider.call(this).await {
             Ok(response) => return Ok(response),
             Err(error) => error,
         };
