@@ -75,6 +75,22 @@ fn consumer(address: impl ToString, config: TcpConfig, timeout: Duration) -> Pay
         .expect("valid client")
 }
 
+/// A loopback listener that hands each accepted connection to `handle`, in its own task.
+async fn peer<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handle(stream));
+        }
+    });
+    address
+}
+
 /// A loopback port nothing listens on (bound, then released).
 async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -83,73 +99,55 @@ async fn closed_port() -> SocketAddr {
 
 /// A listener that accepts connections, reads them, and never writes.
 async fn silent_peer() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0; 4096];
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    address
+    peer(|mut stream| async move {
+        let mut buf = [0; 4096];
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
 }
 
 /// A peer that answers every two-way call with status 31: the provider's own timeout.
 async fn provider_that_times_out_every_call() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut decoder = FrameDecoder::default();
-                let mut buf = BytesMut::new();
-                loop {
-                    while let Ok(Some(frame)) = decoder.decode(&mut buf) {
-                        if !frame.header.is_request() || frame.header.is_event() {
-                            continue;
-                        }
-                        let message = b"call timed out after 99ms";
-                        let mut answer = BytesMut::new();
-                        Header {
-                            flags: frame.header.serialization_id(),
-                            status: Status::ServerTimeout.byte(),
-                            request_id: frame.header.request_id,
-                            body_len: message.len() as u32,
-                        }
-                        .encode(&mut answer);
-                        answer.put_slice(message);
-                        if stream.write_all(&answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    if matches!(stream.read_buf(&mut buf).await, Ok(0) | Err(_)) {
-                        return;
-                    }
+    peer(|mut stream| async move {
+        let mut decoder = FrameDecoder::default();
+        let mut buf = BytesMut::new();
+        loop {
+            while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                if !frame.header.is_request() || frame.header.is_event() {
+                    continue;
                 }
-            });
+                let message = b"call timed out after 99ms";
+                let mut answer = BytesMut::new();
+                Header {
+                    flags: frame.header.serialization_id(),
+                    status: Status::ServerTimeout.byte(),
+                    request_id: frame.header.request_id,
+                    body_len: message.len() as u32,
+                }
+                .encode(&mut answer);
+                answer.put_slice(message);
+                if stream.write_all(&answer).await.is_err() {
+                    return;
+                }
+            }
+            if matches!(stream.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+                return;
+            }
         }
-    });
-    address
+    })
+    .await
 }
 
 /// An HTTP server that answers anything with `400 Bad Request`.
 async fn http_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0; 1024];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    address
+    peer(|mut stream| async move {
+        let mut buf = [0; 1024];
+        let _ = stream.read(&mut buf).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    })
+    .await
 }
 
 /// A listener whose accept queue is full, so a new connection attempt hangs in SYN_SENT.
