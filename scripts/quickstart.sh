@@ -11,4 +11,4 @@ if ! command -v protoc >/dev/null 2>&1; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends protobuf-compiler >/dev/null
 fi
-exec cargo run -p examples --bin quickstart
+exec cargo run --locked -p examples --bin quickstart

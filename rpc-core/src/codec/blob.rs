@@ -20,10 +20,11 @@ use serde::{Deserialize, Serialize, Serializer};
 /// use rpc_core::Codec;
 ///
 /// let mut json = bytes::BytesMut::new();
-/// Codec::Json.encode(&Blob::from(vec![0, 1, 2, 250]), &mut json).unwrap();
+/// Codec::Json.encode(&Blob::from(vec![0, 1, 2, 250]), &mut json)?;
 /// assert_eq!(&json[..], b"\"AAEC+g==\"");
-/// let back: Blob = Codec::Json.decode(&json).unwrap();
+/// let back: Blob = Codec::Json.decode(&json)?;
 /// assert_eq!(back.as_slice(), [0, 1, 2, 250]);
+/// # Ok::<(), rpc_core::Error>(())
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Blob(pub Vec<u8>);
