@@ -55,6 +55,13 @@ impl<T: DeserializeOwned> Decode<T> for Serde {
     }
 }
 
+/// 64-bit FNV-1a of `bytes`: a hash stable across processes and releases.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hasher = Fnv1a::default();
+    let _ = std::io::Write::write(&mut hasher, bytes);
+    hasher.0
+}
+
 /// 64-bit FNV-1a as an `io::Write` sink, so encoders stream into it without a buffer.
 struct Fnv1a(u64);
 

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
+use super::registry_directory::epoch_ms;
 use crate::transport::{Channel, Transport};
 use crate::{Error, Request, Response, Result};
 
@@ -243,12 +244,6 @@ impl<'a> InFlight<'a> {
             }
         }
     }
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Drop for InFlight<'_> {

@@ -107,6 +107,7 @@ impl RegistryDirectory {
             discovery,
             connector,
             cache,
+            cached: Vec::new(),
             warned_empty: false,
         };
         let follower = tokio::spawn(follower.run(registry)).abort_handle();
@@ -122,11 +123,7 @@ impl Drop for RegistryDirectory {
 
 impl Directory for RegistryDirectory {
     fn providers(&self) -> Providers {
-        self.shared
-            .providers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.shared.current()
     }
 
     fn listed(&self) -> BoxFuture<'static, ()> {
@@ -137,12 +134,23 @@ impl Directory for RegistryDirectory {
     }
 }
 
+impl Shared {
+    fn current(&self) -> Providers {
+        self.providers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
 /// The task behind a [`RegistryDirectory`].
 struct Follower {
     shared: Arc<Shared>,
     discovery: Discovery,
     connector: Connector,
     cache: PathBuf,
+    /// What the cache file holds now, so an unchanged list is not written again.
+    cached: Vec<ProviderUrl>,
     warned_empty: bool,
 }
 
@@ -201,11 +209,7 @@ impl Follower {
     }
 
     fn current(&self) -> Providers {
-        self.shared
-            .providers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.shared.current()
     }
 
     /// Swaps in the providers of `urls` that suit this consumer.
@@ -252,7 +256,10 @@ impl Follower {
             return;
         }
         self.install(providers.into());
-        write_cache(&self.cache, wanted.iter().copied());
+        if self.cached.iter().ne(wanted.iter().copied()) {
+            self.cached = wanted.into_iter().cloned().collect();
+            write_cache(&self.cache, self.cached.iter());
+        }
     }
 
     fn install(&self, providers: Providers) {
@@ -338,9 +345,7 @@ impl Drop for Withdraw {
 
 fn default_cache_file(registry: &dyn Registry, discovery: &Discovery) -> PathBuf {
     let address = registry.address().to_string();
-    let hash = address.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::format::fnv1a(address.as_bytes());
     let mut name = format!(
         "{}-{hash:016x}-{}",
         registry.address().scheme(),
