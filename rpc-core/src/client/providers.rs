@@ -2,11 +2,11 @@
 //! rather than once per pick.
 
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use super::loadbalance::WARMUP;
+use super::loadbalance::{WARMUP, smooth_schedule};
 use super::provider::Provider;
 
 /// An immutable, shared list of providers (cloning it is one reference count).
@@ -31,6 +31,9 @@ struct Inner {
     warm_until: Option<SystemTime>,
     /// Set once the clock passed `warm_until`, so a settled list reads no clock.
     warmed: AtomicBool,
+    /// One period of smooth weighted round robin over the static weights, built on first
+    /// use by a round-robin balancer; `None` when too long to be worth keeping.
+    schedule: OnceLock<Option<Box<[u32]>>>,
 }
 
 impl Providers {
@@ -56,6 +59,7 @@ impl Providers {
                 uniform,
                 warm_until,
                 warmed: AtomicBool::new(warm_until.is_none()),
+                schedule: OnceLock::new(),
             }),
         }
     }
@@ -91,6 +95,18 @@ impl Providers {
     pub fn by_weight(&self, point: u64) -> Option<usize> {
         let index = self.inner.cumulative.partition_point(|&sum| sum <= point);
         (index < self.inner.list.len()).then_some(index)
+    }
+
+    /// One period of smooth weighted round robin over the static weights (provider indices,
+    /// each as often as its weight over the weights' greatest common divisor), so a
+    /// round-robin pick over mixed weights is one lookup instead of a pass. Built on first
+    /// call; `None` when the period would be longer than 64 Ki picks, or when no provider
+    /// has a positive weight.
+    pub fn round_robin_schedule(&self) -> Option<&[u32]> {
+        self.inner
+            .schedule
+            .get_or_init(|| smooth_schedule(&self.inner.list))
+            .as_deref()
     }
 
     /// True when both are the same list (not merely equal ones).

@@ -32,6 +32,7 @@ pub use least_active::LeastActive;
 pub use power_of_two_choices::PowerOfTwoChoices;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub(crate) use round_robin::smooth_schedule;
 pub use shortest_response::ShortestResponse;
 pub use warmup::{WARMUP, effective_weight};
 

@@ -90,7 +90,7 @@ fn draw_among(providers: &[Provider], is_candidate: impl Fn(usize) -> bool) -> O
 /// What a first pass over the candidates of a weighted draw learnt, so that the draw
 /// itself needs no allocation and, in the common case of equal weights, no second pass.
 #[derive(Debug)]
-pub(super) struct Tally {
+struct Tally {
     count: usize,
     first: usize,
     total: u64,
@@ -113,7 +113,7 @@ impl Default for Tally {
 impl Tally {
     /// Counts candidate `index`, of effective weight `weight`.
     #[inline]
-    pub(super) fn add(&mut self, index: usize, weight: u32) {
+    fn add(&mut self, index: usize, weight: u32) {
         if self.count == 0 {
             self.first = index;
         }
@@ -123,11 +123,6 @@ impl Tally {
         self.heaviest = self.heaviest.max(weight);
     }
 
-    /// True before the first candidate.
-    pub(super) fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Draws one of the counted candidates, by weight (uniformly when their weights are
     /// equal, zero included). `is_candidate` must tell the counted indices again, in the
     /// same order: a second pass walks them when the draw needs it.
@@ -135,7 +130,7 @@ impl Tally {
     /// When the second pass no longer finds the drawn candidate (what `is_candidate` reads
     /// moved in between, as an in-flight count does under load), the first candidate
     /// counted is the answer: it was a candidate, and the odds only shift by one draw.
-    pub(super) fn draw(
+    fn draw(
         &self,
         providers: &[Provider],
         weigher: &mut Weigher,

@@ -21,13 +21,15 @@ use crate::client::{Provider, Providers};
 /// gone one is forgotten. Providers of weight zero are picked only when every untried
 /// provider has weight zero, and then in plain rotation.
 ///
-/// The scores move together, so picks take a lock; a pick is one pass over the list. When
-/// every provider has the same weight and none is warming up, smooth round robin is plain
-/// rotation: those picks take one atomic increment instead.
+/// While no provider warms up, the order is a fixed period computed once per provider list
+/// ([`Providers::round_robin_schedule`]), and a first attempt takes the next entry of it
+/// with one atomic increment (with equal weights the period is plain rotation). Retries,
+/// warm-ups and periods too long to keep take the scores, which move together: those picks
+/// take a lock and one pass over the list.
 #[derive(Debug, Default)]
 pub struct RoundRobin {
     state: Mutex<Rotation>,
-    /// The plain rotation of equal weights.
+    /// Position in the plain rotation of equal weights or in the list's schedule.
     turn: AtomicUsize,
 }
 
@@ -90,8 +92,14 @@ impl Rotation {
 
 impl LoadBalance for RoundRobin {
     fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
-        if tried.is_empty() && providers.uniform() && providers.settled() && !providers.is_empty() {
-            return Some(self.turn.fetch_add(1, Ordering::Relaxed) % providers.len());
+        if tried.is_empty() && providers.settled() && !providers.is_empty() {
+            if providers.uniform() {
+                return Some(self.turn.fetch_add(1, Ordering::Relaxed) % providers.len());
+            }
+            if let Some(schedule) = providers.round_robin_schedule() {
+                let at = self.turn.fetch_add(1, Ordering::Relaxed) % schedule.len();
+                return schedule.get(at).map(|&index| index as usize);
+            }
         }
         let mut rotation = self
             .state
@@ -119,6 +127,55 @@ impl LoadBalance for RoundRobin {
     }
 }
 
+/// Longest period [`smooth_schedule`] keeps: 64 Ki picks (256 KiB).
+const SCHEDULE_LIMIT: u64 = 1 << 16;
+
+/// One period of smooth weighted round robin over the static weights of `providers`,
+/// starting from zero scores: after it the scores are all zero again, so repeating it is
+/// exactly what the running scores would give. Weights are first divided by their greatest
+/// common divisor (100:200 is 1:2, a period of 3). `None` when the period would be longer
+/// than [`SCHEDULE_LIMIT`], when building it would take too long, or when no provider has
+/// a positive weight (the scores' path handles those).
+pub(crate) fn smooth_schedule(providers: &[Provider]) -> Option<Box<[u32]>> {
+    let divisor = providers.iter().fold(0u32, |g, p| gcd(g, p.weight));
+    if divisor == 0 || u32::try_from(providers.len()).is_err() {
+        return None;
+    }
+    let weights: Vec<i64> = providers
+        .iter()
+        .map(|p| i64::from(p.weight / divisor))
+        .collect();
+    let period: i64 = weights.iter().sum();
+    let period_len = u64::try_from(period).ok()?;
+    // Building costs a pass per entry: keep it to a few milliseconds.
+    let work = period_len.saturating_mul(providers.len() as u64);
+    if period_len > SCHEDULE_LIMIT || work > 1 << 24 {
+        return None;
+    }
+    let mut scores = vec![0i64; weights.len()];
+    let mut schedule = Vec::with_capacity(period_len as usize);
+    for _ in 0..period {
+        let (mut best, mut top) = (0usize, i64::MIN);
+        for (index, (score, weight)) in scores.iter_mut().zip(&weights).enumerate() {
+            *score += weight;
+            // The same rule as `Rotation::turn`: strictly greater, positive weights only.
+            if *weight > 0 && *score > top {
+                (best, top) = (index, *score);
+            }
+        }
+        scores[best] -= period;
+        schedule.push(best as u32);
+    }
+    Some(schedule.into_boxed_slice())
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{request, weighted};
@@ -142,6 +199,38 @@ mod tests {
         let balancer = RoundRobin::default();
         assert_eq!(sequence(&balancer, &providers, 7), "aabacaa");
         assert_eq!(sequence(&balancer, &providers, 7), "aabacaa", "and again");
+    }
+
+    #[test]
+    fn the_schedule_is_what_the_scores_give() {
+        for weights in [
+            &[5, 1, 1][..],
+            &[100, 200, 300],
+            &[3, 0, 2, 7],
+            &[1, 2, 3, 4, 5, 6],
+        ] {
+            let providers = weighted(weights);
+            let schedule = providers.round_robin_schedule().expect("short period");
+            let divisor = weights.iter().fold(0, |g, &w| gcd(g, w));
+            let period: u32 = weights.iter().map(|w| w / divisor).sum();
+            assert_eq!(schedule.len(), period as usize, "{weights:?}");
+            // The scores' path, driven by a retry that tried nothing real (index past the
+            // end), gives the same order from zero scores.
+            let balancer = RoundRobin::default();
+            let request = request();
+            let ghost = Tried {
+                indices: vec![usize::MAX],
+            };
+            let by_scores: Vec<u32> = (0..2 * schedule.len())
+                .filter_map(|_| balancer.select(&providers, &request, &ghost))
+                .map(|i| i as u32)
+                .collect();
+            assert_eq!(by_scores[..schedule.len()], *schedule, "{weights:?}");
+            assert_eq!(by_scores[schedule.len()..], *schedule, "{weights:?}");
+        }
+        assert!(weighted(&[0, 0]).round_robin_schedule().is_none());
+        let long: Vec<u32> = (0..300).map(|i| 1000 + i).collect();
+        assert!(weighted(&long).round_robin_schedule().is_none(), "too long");
     }
 
     #[test]
@@ -182,7 +271,15 @@ mod tests {
     fn scores_follow_addresses_across_list_changes() {
         let all = weighted(&[5, 1, 1]);
         let balancer = RoundRobin::default();
-        assert_eq!(sequence(&balancer, &all, 3), "aab");
+        // Picks that tried nothing real take the scores' path, as retries do.
+        let ghost = Tried {
+            indices: vec![usize::MAX],
+        };
+        let request = request();
+        let picks: Vec<_> = (0..3)
+            .map(|_| balancer.select(&all, &request, &ghost))
+            .collect();
+        assert_eq!(picks, [Some(0), Some(0), Some(1)]);
         // The list is rebuilt in another order, with `b` gone and a new `d`.
         let d = weighted(&[1, 1, 1, 1])[3].clone();
         let changed = Providers::from(vec![all[2].clone(), d, all[0].clone()]);
@@ -190,8 +287,7 @@ mod tests {
             let rotation = balancer.state.lock().unwrap_or_else(|p| p.into_inner());
             assert_eq!(rotation.scores, [1, -4, 3]);
         }
-        let request = request();
-        let picked = balancer.select(&changed, &request, &Tried::default());
+        let picked = balancer.select(&changed, &request, &ghost);
         let rotation = balancer.state.lock().unwrap_or_else(|p| p.into_inner());
         assert_eq!(rotation.addresses.len(), 3, "the gone provider is dropped");
         // c 3, d 0 (new), a 1; plus weights 1, 1, 5: c 4, d 1, a 6, and a wins.
