@@ -75,6 +75,20 @@ sys.exit(0 if s.recv(4) == b"imok" else 1)
 PY
 }
 
+# The ZooKeeper server's class path from Debian's packages; jars a version lacks are left out.
+zookeeper_classpath() {
+    local classpath="/etc/zookeeper/conf" jar
+    for jar in zookeeper zookeeper-jute slf4j-api slf4j-simple netty-handler netty-common \
+        netty-buffer netty-transport netty-resolver netty-codec netty-transport-native-epoll \
+        netty-transport-native-unix-common metrics-core commons-cli commons-io jline \
+        audience-annotations snappy-java; do
+        if [ -f "/usr/share/java/$jar.jar" ]; then
+            classpath="$classpath:/usr/share/java/$jar.jar"
+        fi
+    done
+    echo "$classpath"
+}
+
 # start_zookeeper [VAR]: one standalone ZooKeeper; exports VAR (default RPC_TEST_ZOOKEEPER).
 start_zookeeper() {
     install_packages zookeeper default-jre-headless
@@ -96,16 +110,8 @@ maxSessionTimeout=60000
 4lw.commands.whitelist=ruok,stat,cons
 admin.enableServer=false
 CFG
-    # The server's jars from Debian's packages; the ones a version lacks are left out.
-    local classpath="/etc/zookeeper/conf" jar
-    for jar in zookeeper zookeeper-jute slf4j-api slf4j-simple netty-handler netty-common \
-        netty-buffer netty-transport netty-resolver netty-codec netty-transport-native-epoll \
-        netty-transport-native-unix-common metrics-core commons-cli commons-io jline \
-        audience-annotations snappy-java; do
-        if [ -f "/usr/share/java/$jar.jar" ]; then
-            classpath="$classpath:/usr/share/java/$jar.jar"
-        fi
-    done
+    local classpath
+    classpath="$(zookeeper_classpath)"
     java -cp "$classpath" -Dzookeeper.log.dir="$dir" -Dzookeeper.4lw.commands.whitelist=ruok,stat,cons \
         org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/log" 2>&1 &
     local pid=$!

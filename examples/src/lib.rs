@@ -114,6 +114,23 @@ impl Echo for Echoer {
     }
 }
 
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what a terminal, a process manager
+/// or a script sends to ask for a graceful stop.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Parses `--flag value` pairs; unknown flags are an error so typos do not pass silently.
 pub fn parse_flags(allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     let mut flags = Vec::new();

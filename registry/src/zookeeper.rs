@@ -550,27 +550,8 @@ struct Follower {
 
 impl Follower {
     async fn run(mut self, mut ready: Option<oneshot::Sender<()>>) {
-        // A persistent watch may be set on a folder that does not exist yet.
-        let mut watcher = loop {
-            match self
-                .client
-                .watch(&self.folder, zk::AddWatchMode::Persistent)
-                .await
-            {
-                Ok(watcher) => break watcher,
-                Err(error) if is_connection_problem(&error) => {
-                    if !wait_connected(&self.client).await {
-                        // The next session follows the service again.
-                        return;
-                    }
-                    // Connected, yet failing (a throttled server): not in a tight loop.
-                    tokio::time::sleep(MIN_BACKOFF).await;
-                }
-                Err(error) => {
-                    tracing::warn!(folder = %self.folder, %error, "zookeeper registry: cannot watch; retrying");
-                    tokio::time::sleep(MAX_BACKOFF).await;
-                }
-            }
+        let Some(mut watcher) = self.watch().await else {
+            return;
         };
         loop {
             self.refresh().await;
@@ -585,12 +566,47 @@ impl Follower {
                 match event.session_state {
                     // Never wait on the watcher again after this: the client panics then.
                     state if state.is_terminated() => return,
-                    // What changed while disconnected is not replayed: list again.
+                    // What changed while disconnected is not replayed: list again. And watch
+                    // again: zookeeper-client 0.11.2 re-sends only one-shot watches when it
+                    // reconnects (`resend_watches` never selects SetWatches2), so the server
+                    // forgot the persistent one and no change would ever be pushed. The new
+                    // watch is set before the old one is dropped, so dropping it removes
+                    // nothing on the server.
                     zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                        match self.watch().await {
+                            Some(fresh) => watcher = fresh,
+                            None => return,
+                        }
                         break;
                     }
                     // The session task tells the subscribers.
                     _ => {}
+                }
+            }
+        }
+    }
+
+    /// Sets a persistent watch on the providers folder; `None` once the session ended (the
+    /// next session follows the service again).
+    async fn watch(&self) -> Option<zk::PersistentWatcher> {
+        loop {
+            // A persistent watch may be set on a folder that does not exist yet.
+            match self
+                .client
+                .watch(&self.folder, zk::AddWatchMode::Persistent)
+                .await
+            {
+                Ok(watcher) => return Some(watcher),
+                Err(error) if is_connection_problem(&error) => {
+                    if !wait_connected(&self.client).await {
+                        return None;
+                    }
+                    // Connected, yet failing (a throttled server): not in a tight loop.
+                    tokio::time::sleep(MIN_BACKOFF).await;
+                }
+                Err(error) => {
+                    tracing::warn!(folder = %self.folder, %error, "zookeeper registry: cannot watch; retrying");
+                    tokio::time::sleep(MAX_BACKOFF).await;
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL`
 //!
 //! It registers its services in the registry (default: a file registry under the system's
-//! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C
+//! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C or SIGTERM
 //! before draining.
 
 use std::io::Write;
@@ -64,9 +64,7 @@ async fn run() -> Result<(), String> {
         println!("registered in {registry_url}");
     }
     server
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .run_until(examples::stop_signal())
         .await;
     // Not println!: a closed stdout (the parent went away) must not turn a clean stop
     // into a panic.
