@@ -232,7 +232,9 @@ scenario_leader() {
     local kind="$1" name="leader-loss-$1" url
     url="$(registry_url "$kind")"
     start_provider p1 "$url" && start_provider p2 "$url" && start_provider p3 "$url"
-    start_load "$name" "$url" "$LOAD_SECONDS" --method add
+    # Long enough after the election for the new provider to register (a client whose
+    # first endpoint is the dead member takes a retry or two to connect) and be seen.
+    start_load "$name" "$url" "$((LOAD_SECONDS + 8))" --method add
     sleep 2
     local leader
     leader="$(ensemble_leader "$kind")"

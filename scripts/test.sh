@@ -44,4 +44,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "quickstart (scripts/quickstart.sh, the README's main command)"
 scripts/quickstart.sh
 
+step "fault suite, short (scripts/chaos.sh --short: 3-member ZooKeeper and etcd, real processes)"
+scripts/chaos.sh --short
+
 step "done"
