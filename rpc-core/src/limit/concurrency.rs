@@ -69,7 +69,11 @@ impl Concurrency {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(Slot { owner: self.clone() }),
+                Ok(_) => {
+                    return Some(Slot {
+                        owner: self.clone(),
+                    });
+                }
                 Err(now) => running = now,
             }
         }

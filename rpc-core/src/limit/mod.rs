@@ -336,7 +336,9 @@ pub(crate) async fn acquire_from(
 /// Locks a limiter's state. Only arithmetic runs under these locks, so a poisoned one
 /// still holds a valid state.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -112,7 +112,10 @@ impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
             .field("side", &self.inner.side)
-            .field("rules", &*self.inner.rules.read().unwrap_or_else(|p| p.into_inner()))
+            .field(
+                "rules",
+                &*self.inner.rules.read().unwrap_or_else(|p| p.into_inner()),
+            )
             .finish_non_exhaustive()
     }
 }

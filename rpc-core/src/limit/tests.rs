@@ -13,7 +13,12 @@ fn ms(millis: u64) -> Duration {
 /// How many of `calls` calls at `now` are admitted without waiting.
 fn burst(limiter: &dyn RateLimiter, now: Instant, calls: u32) -> u32 {
     (0..calls)
-        .filter(|_| matches!(limiter.acquire(now, Duration::ZERO), Acquire::Ready(Permit::Granted)))
+        .filter(|_| {
+            matches!(
+                limiter.acquire(now, Duration::ZERO),
+                Acquire::Ready(Permit::Granted)
+            )
+        })
         .count() as u32
 }
 
@@ -34,7 +39,11 @@ async fn a_smaller_burst_caps_what_passes_at_once() {
     let bucket = TokenBucket::new(100, ms(1000), 5);
     let t0 = Instant::now();
     assert_eq!(burst(&bucket, t0, 50), 5);
-    assert_eq!(burst(&bucket, t0 + ms(1000), 500), 5, "refilled up to the burst only");
+    assert_eq!(
+        burst(&bucket, t0 + ms(1000), 500),
+        5,
+        "refilled up to the burst only"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -56,7 +65,11 @@ async fn the_leaky_bucket_spaces_calls_evenly() {
     for pair in slots.windows(2) {
         assert_eq!(pair[1] - pair[0], ms(100), "{slots:?}");
     }
-    assert_eq!(burst(&LeakyBucket::new(10, ms(1000)), t0, 20), 1, "no burst without waiting");
+    assert_eq!(
+        burst(&LeakyBucket::new(10, ms(1000)), t0, 20),
+        1,
+        "no burst without waiting"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -66,7 +79,11 @@ async fn the_fixed_window_counts_per_window() {
     assert_eq!(burst(&window, t0, 25), 10);
     assert_eq!(burst(&window, t0 + ms(999), 5), 0);
     assert_eq!(burst(&window, t0 + ms(1000), 25), 10, "a new window");
-    assert_eq!(burst(&window, t0 + ms(3500), 25), 10, "windows stay aligned");
+    assert_eq!(
+        burst(&window, t0 + ms(3500), 25),
+        10,
+        "windows stay aligned"
+    );
     assert_eq!(burst(&window, t0 + ms(3999), 1), 0);
 }
 
@@ -92,7 +109,10 @@ async fn the_sliding_window_never_admits_more_than_its_limit_in_any_window() {
             .iter()
             .filter(|at| *end - **at < ms(1000))
             .count();
-        assert!(in_window <= 10, "{in_window} in the window ending at {end:?}");
+        assert!(
+            in_window <= 10,
+            "{in_window} in the window ending at {end:?}"
+        );
     }
     // It still admits close to the rate: at least 9 of 10 per second over 6 s.
     assert!(admitted.len() >= 54, "{}", admitted.len());
@@ -103,7 +123,10 @@ async fn waiting_lets_a_caller_through_once_a_permit_frees() {
     let bucket = TokenBucket::new(1, ms(1000), 1);
     assert_eq!(acquire(&bucket, Duration::ZERO).await, Ok(()));
     let t0 = Instant::now();
-    assert!(acquire(&bucket, ms(500)).await.is_err(), "the token is 1 s away");
+    assert!(
+        acquire(&bucket, ms(500)).await.is_err(),
+        "the token is 1 s away"
+    );
     assert_eq!(Instant::now(), t0, "a refusal does not wait");
     assert_eq!(acquire(&bucket, ms(1500)).await, Ok(()));
     assert_eq!(Instant::now() - t0, ms(1000), "through when the token came");
@@ -128,7 +151,9 @@ async fn waiting_callers_of_a_token_bucket_go_in_order_one_interval_apart() {
         .map(|_| {
             let bucket = bucket.clone();
             tokio::spawn(async move {
-                acquire(bucket.as_ref(), ms(350)).await.map(|()| Instant::now() - t0)
+                acquire(bucket.as_ref(), ms(350))
+                    .await
+                    .map(|()| Instant::now() - t0)
             })
         })
         .collect();
@@ -155,10 +180,15 @@ fn limits_of_zero_and_unknown_names_are_configuration_errors() {
     }
     assert!(Rule::default().with_executes(0).validate().is_err());
     assert!(Rule::default().with_actives(0).validate().is_err());
-    assert!(Limits::provider()
-        .set(Scope::All, Rule::rate(RateLimit::per_second(0)))
-        .is_err());
-    assert_eq!("leaky_bucket".parse::<Algorithm>().ok(), Some(Algorithm::LeakyBucket));
+    assert!(
+        Limits::provider()
+            .set(Scope::All, Rule::rate(RateLimit::per_second(0)))
+            .is_err()
+    );
+    assert_eq!(
+        "leaky_bucket".parse::<Algorithm>().ok(),
+        Some(Algorithm::LeakyBucket)
+    );
     let Err(Error::Config(message)) = "leaky".parse::<Algorithm>() else {
         panic!("an unknown algorithm is accepted");
     };
