@@ -36,8 +36,11 @@ struct Inner {
     /// A breaker is configured: every attempt goes through [`Traffic::call`].
     watching: AtomicBool,
     /// Per provider address, per method (descriptor address): breaker and actives.
-    guards: RwLock<HashMap<Arc<str>, HashMap<usize, Arc<Guard>>>>,
+    guards: RwLock<HashMap<Arc<str>, MethodGuards>>,
 }
+
+/// One provider's guards, by method descriptor address.
+type MethodGuards = HashMap<usize, Arc<Guard>>;
 
 struct Guard {
     /// `method on address`, for messages and logs.
