@@ -6,7 +6,8 @@
 #
 # Each start function takes the name of the variable to export (host:port), and exports
 # its pid as VAR_PID too, so a test can stop (SIGSTOP) a server of its own for outage
-# scenarios. The tests read RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD and their *_OUTAGE twins.
+# scenarios. The tests read RPC_TEST_ZOOKEEPER, RPC_TEST_ETCD, RPC_TEST_REDIS and their
+# *_OUTAGE twins.
 # A server that does not start fails the run: no test is skipped because its server is
 # missing.
 
@@ -141,5 +142,33 @@ start_etcd() {
     wait_until "etcd on 127.0.0.1:$client" "$dir/log" \
         "python3 -c 'import urllib.request,sys; sys.exit(0 if b\"true\" in urllib.request.urlopen(\"http://127.0.0.1:$client/health\", timeout=2).read() else 1)'" "$pid" || return 1
     export "$var=127.0.0.1:$client"
+    export "${var}_PID=$pid"
+}
+
+# Answers "+PONG" to a Redis PING on host:port.
+redis_ok() {
+    python3 - "$1" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=2)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(7).startswith(b"+PONG") else 1)
+PY
+}
+
+# start_redis [VAR]: one redis-server with no persistence; exports VAR (default RPC_TEST_REDIS).
+start_redis() {
+    install_packages redis-server
+    local var="${1:-RPC_TEST_REDIS}"
+    local dir="$SERVERS_DIR/$var"
+    local port
+    port="$(free_port)"
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$dir" \
+        --daemonize no >"$dir/log" 2>&1 &
+    local pid=$!
+    SERVER_PIDS+=("$pid")
+    wait_until "Redis on 127.0.0.1:$port" "$dir/log" "redis_ok 127.0.0.1:$port" "$pid" || return 1
+    export "$var=127.0.0.1:$port"
     export "${var}_PID=$pid"
 }

@@ -41,6 +41,14 @@ pub struct MethodDescriptor {
     pub loadbalance: Option<&'static str>,
     /// Argument whose value keys consistent hashing (by name).
     pub hash_arg: Option<&'static str>,
+    /// Provider rate limit: permits per second (Dubbo's `tps`).
+    pub tps: Option<u32>,
+    /// How long a call over `tps` may wait for a permit before it is refused.
+    pub tps_wait_ms: Option<u64>,
+    /// Provider concurrency limit: calls of this method running at once.
+    pub executes: Option<u32>,
+    /// Consumer concurrency limit: calls of this method in flight to one provider.
+    pub actives: Option<u32>,
 }
 
 impl MethodDescriptor {
@@ -59,6 +67,10 @@ impl MethodDescriptor {
             cluster: None,
             loadbalance: None,
             hash_arg: None,
+            tps: None,
+            tps_wait_ms: None,
+            executes: None,
+            actives: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod context;
 pub mod descriptor;
 mod error;
 pub mod format;
+pub mod limit;
 mod request;
 pub mod server;
 pub mod transport;

@@ -40,6 +40,10 @@ fn method(method: &Method) -> TokenStream {
     let cluster = option(options.cluster.as_deref());
     let loadbalance = option(options.loadbalance.as_deref());
     let hash_arg = option(options.hash_arg.as_ref().map(|lit| lit.value()));
+    let tps = option(options.tps);
+    let tps_wait_ms = option(options.tps_wait_ms);
+    let executes = option(options.executes);
+    let actives = option(options.actives);
     quote! {
         ::rpc_core::MethodDescriptor {
             name: #name,
@@ -52,6 +56,10 @@ fn method(method: &Method) -> TokenStream {
             cluster: #cluster,
             loadbalance: #loadbalance,
             hash_arg: #hash_arg,
+            tps: #tps,
+            tps_wait_ms: #tps_wait_ms,
+            executes: #executes,
+            actives: #actives,
         }
     }
 }

@@ -123,6 +123,10 @@ use syn::ItemTrait;
 /// | `cluster = "failfast"` | cluster mode: `failover` (default), `failfast`, `forking`, `broadcast`, `failsafe`, `failback` or `available` |
 /// | `loadbalance = "random"` | load balancer: `random` (weighted, the default), `roundrobin`, `leastactive`, `consistenthash`, `p2c` or `shortestresponse` |
 /// | `hash_arg = "order"` | the argument whose hash keys `consistenthash` (default: the first) |
+/// | `tps = 100` | provider rate limit: permits per second (token bucket unless the server's rules say otherwise); a call over it is refused with status 100 |
+/// | `tps_wait_ms = 100` | how long a call over `tps` may wait for a permit (default 0); needs `tps` |
+/// | `executes = 8` | provider concurrency limit: calls of this method running at once; more are refused with status 100 |
+/// | `actives = 8` | consumer concurrency limit: calls of this method in flight to one provider; more wait (up to their deadline) |
 ///
 /// A method without `cluster`, `loadbalance`, `retries` or `forks` takes the client
 /// builder's (`cluster`, `load_balance_by_name`, `retries`, `forks`).

@@ -99,6 +99,10 @@ pub(crate) struct MethodOptions {
     pub(crate) loadbalance: Option<String>,
     /// The argument named by `hash_arg`, as written (for a well-placed error).
     pub(crate) hash_arg: Option<LitStr>,
+    pub(crate) tps: Option<u32>,
+    pub(crate) tps_wait_ms: Option<u64>,
+    pub(crate) executes: Option<u32>,
+    pub(crate) actives: Option<u32>,
 }
 
 impl Service {
@@ -511,6 +515,10 @@ impl MethodOptions {
         let mut cluster = None;
         let mut loadbalance = None;
         let mut hash_arg = None;
+        let mut tps = None;
+        let mut tps_wait_ms: Option<(u64, syn::LitInt)> = None;
+        let mut executes = None;
+        let mut actives = None;
         let mut errors = Errors::default();
         for attr in attrs.iter().filter(|attr| attr.path().is_ident("rpc")) {
             if let syn::Meta::Path(path) = &attr.meta {
@@ -557,21 +565,62 @@ impl MethodOptions {
                     Some("hash_arg") => set_once(&meta, &mut hash_arg, |meta| {
                         string_value(meta, "hash_arg = \"<argument name>\"")
                     }),
+                    Some("tps") => set_once(&meta, &mut tps, |meta| {
+                        positive_int(
+                            meta,
+                            "tps = 100",
+                            "`tps = 0` would refuse every call; give the permits per second \
+                             (at least 1), or leave it out for no rate limit",
+                        )
+                    }),
+                    Some("tps_wait_ms") => set_once(&meta, &mut tps_wait_ms, |meta| {
+                        let lit = int_value(meta, "tps_wait_ms = 100")?;
+                        Ok((lit.base10_parse::<u64>()?, lit))
+                    }),
+                    Some("executes") => set_once(&meta, &mut executes, |meta| {
+                        positive_int(
+                            meta,
+                            "executes = 8",
+                            "`executes = 0` would refuse every call; give the most calls that \
+                             may run at once (at least 1), or leave it out for no limit",
+                        )
+                    }),
+                    Some("actives") => set_once(&meta, &mut actives, |meta| {
+                        positive_int(
+                            meta,
+                            "actives = 8",
+                            "`actives = 0` would refuse every call; give the most calls in \
+                             flight to one provider (at least 1), or leave it out for no limit",
+                        )
+                    }),
                     _ => Err(syn::Error::new_spanned(
                         &meta.path,
                         format!(
                             "unknown #[rpc] option `{}`; expected one of `timeout_ms = <int>`, \
                              `retries = <int>`, `forks = <int>`, `oneway`, `idempotent`, \
                              `cluster = \"...\"`, \
-                             `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`",
+                             `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`, \
+                             `tps = <int>`, `tps_wait_ms = <int>`, `executes = <int>`, \
+                             `actives = <int>`",
                             meta.path.to_token_stream()
                         ),
                     )),
                 }
             }));
         }
+        if let (Some((_, lit)), None) = (&tps_wait_ms, tps) {
+            errors.push(syn::Error::new_spanned(
+                lit,
+                "`tps_wait_ms` is how long a call may wait for a rate-limit permit; it needs \
+                 `tps = <permits per second>` beside it",
+            ));
+        }
         errors.finish()?;
         Ok(MethodOptions {
+            tps,
+            tps_wait_ms: tps_wait_ms.map(|(value, _)| value),
+            executes,
+            actives,
             timeout_ms,
             retries,
             forks,

@@ -1,5 +1,6 @@
 //! One command, no external server: three providers on ephemeral ports, a consumer calling
-//! them with both codecs, a deadline that expires and a remote error, then a summary.
+//! them with both codecs, a deadline that expires and a remote error, a rate limit refusing
+//! a burst and a circuit breaker opening and closing, then a summary.
 //!
 //! `cargo run -p examples --bin quickstart`
 
@@ -233,6 +234,7 @@ async fn run() -> Result<Report, Error> {
     );
 
     registry_section(&transport, &mut report).await?;
+    traffic_section(&transport, &mut report).await?;
 
     println!("\nshutting down providers (draining in-flight calls)");
     for provider in providers {
@@ -360,4 +362,115 @@ async fn wait_for(mut done: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     true
+}
+
+/// A rate limit refusing a burst, then a circuit breaker opening on a provider that refuses
+/// calls and closing once it recovers (its limit removed at run time).
+async fn traffic_section(transport: &TcpTransport, report: &mut Report) -> Result<(), Error> {
+    use rpc_core::client::{BreakerConfig, BreakerState, ClusterMode};
+    use rpc_core::limit::{RateLimit, Rule, Scope};
+
+    println!("\ntraffic control: a burst of 50 add calls against a limit of 20 calls/s:");
+    let add = Scope::Method("demo.Greeter".into(), "add".into());
+    let start = |name: &'static str, limit: Option<u32>| {
+        let mut builder = Server::builder()
+            .transport(transport.clone())
+            .add_service(GreeterServer::new(Greeting::new(name)));
+        if let Some(limit) = limit {
+            builder = builder.limit(add.clone(), Rule::rate(RateLimit::per_second(limit)));
+        }
+        builder.bind("127.0.0.1:0")
+    };
+    let limited = start("limited", Some(20)).await?;
+    let greeter = GreeterClient::builder()
+        .transport(transport.clone())
+        .address(limited.local_addr().to_string())
+        .cluster(ClusterMode::Failfast)
+        .build()?;
+    let calls: Vec<_> = (0..50)
+        .map(|i| {
+            let greeter = greeter.clone();
+            tokio::spawn(async move { greeter.add(i, 1).await })
+        })
+        .collect();
+    let (mut admitted, mut refused, mut other) = (0, Vec::new(), Vec::new());
+    for call in calls {
+        match call.await {
+            Ok(Ok(_)) => admitted += 1,
+            Ok(Err(Error::Rejected(message))) => refused.push(message),
+            outcome => other.push(format!("{outcome:?}")),
+        }
+    }
+    report.check(
+        "the limit admits its bucket, refuses the rest",
+        (20..=22).contains(&admitted) && other.is_empty(),
+        format!(
+            "{admitted} admitted, {} refused with status 100",
+            refused.len()
+        ),
+    );
+    if let Some(message) = refused.first() {
+        println!("  refusal: {message}");
+    }
+    limited.shutdown().await;
+
+    println!("\ncircuit breaker: one of 3 providers refuses add (limit 1 call/s), then recovers:");
+    let sick = start("sick", Some(1)).await?;
+    let healthy = [
+        start("healthy-1", None).await?,
+        start("healthy-2", None).await?,
+    ];
+    let sick_address = sick.local_addr().to_string();
+    let greeter = GreeterClient::builder()
+        .transport(transport.clone())
+        .address(sick_address.clone())
+        .addresses(healthy.iter().map(|s| s.local_addr().to_string()))
+        .load_balance_by_name("roundrobin")
+        .circuit_breaker(
+            BreakerConfig::default()
+                .window(Duration::from_secs(10), 10)
+                .recovery(Duration::from_millis(500), 3),
+        )
+        .build()?;
+    let traffic = greeter.client().traffic();
+    let sick_breaker = || {
+        traffic
+            .breakers()
+            .into_iter()
+            .find(|b| b.provider == sick_address)
+    };
+    let mut answered = 0;
+    for i in 0..60 {
+        // Failover takes a refused call to another provider: the caller never notices.
+        if greeter.add(i, 1).await.is_ok() {
+            answered += 1;
+        }
+    }
+    let opened = sick_breaker();
+    report.check(
+        "the breaker opens on the refusing provider",
+        answered == 60
+            && opened
+                .as_ref()
+                .is_some_and(|b| b.state == BreakerState::Open),
+        format!("{answered}/60 answered; {opened:?}"),
+    );
+    sick.limits().remove(&add);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for i in 0..30 {
+        greeter.add(i, 1).await?;
+    }
+    let closed = sick_breaker();
+    report.check(
+        "probes close it once the provider recovers",
+        closed
+            .as_ref()
+            .is_some_and(|b| b.state == BreakerState::Closed && b.closed == 1),
+        format!("{closed:?}"),
+    );
+    sick.shutdown().await;
+    for server in healthy {
+        server.shutdown().await;
+    }
+    Ok(())
 }

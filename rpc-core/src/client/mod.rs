@@ -5,6 +5,7 @@
 //!   picker, retries) -> per attempt: Provider::call (stats) -> provider layers -> Channel
 //! ```
 
+mod breaker;
 pub mod cluster;
 mod deadline;
 mod directory;
@@ -12,6 +13,7 @@ pub mod loadbalance;
 mod provider;
 mod providers;
 mod registry_directory;
+mod traffic;
 
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -26,10 +28,12 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::format::{Decode, Encode, Serde};
+use crate::limit::{Limits, RateLimit, Rule, Scope};
 use crate::request::Name;
 use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
+pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
 pub use cluster::{Cluster, ClusterMode, FailbackPolicy};
 pub use deadline::{Deadline, DeadlineLayer};
 pub use directory::{Directory, StaticDirectory};
@@ -41,6 +45,7 @@ pub use provider::{Connector, DEFAULT_WEIGHT, Provider, ProviderStats};
 pub use providers::Providers;
 pub use registry_directory::{CACHE_FALLBACK_AFTER, Discovery, RegistryDirectory};
 pub(crate) use registry_directory::{epoch_ms, local_host};
+pub use traffic::Traffic;
 
 /// The consumer pipeline as one tower service.
 pub type ConsumerService = BoxCloneSyncService<Request, Response, Error>;
@@ -158,6 +163,12 @@ impl Client {
         self.call_oneway_in::<Serde, A>(method, args, None).await
     }
 
+    /// This client's traffic control: its rate limits and `actives` caps, and its circuit
+    /// breakers (settings and states), changeable while it runs.
+    pub fn traffic(&self) -> Traffic {
+        self.shared.cluster.traffic_handle()
+    }
+
     /// The providers this client calls, as its directory lists them now (with their
     /// weights, metadata and live statistics).
     pub fn providers(&self) -> Providers {
@@ -270,6 +281,9 @@ pub struct ClientBuilder<S = Client> {
     timeout: Duration,
     layers: Vec<BoxLayer>,
     provider_layers: Vec<provider::ChannelLayer>,
+    limits: Limits,
+    rules: Vec<(Scope, Rule)>,
+    breaker: Option<BreakerConfig>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -295,6 +309,9 @@ impl<S: FromClient> ClientBuilder<S> {
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
             provider_layers: Vec::new(),
+            limits: Limits::consumer(),
+            rules: Vec::new(),
+            breaker: None,
             stub: PhantomData,
         }
     }
@@ -427,6 +444,46 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// Holds this client's calls to `limit` (for every method without a narrower rule),
+    /// before a provider is picked; a call over it fails with [`Error::Rejected`]. Rate
+    /// limits protecting a provider belong on the provider; this one keeps a client from
+    /// overrunning its own budget.
+    pub fn rate_limit(self, limit: RateLimit) -> ClientBuilder<S> {
+        self.limit(Scope::All, Rule::rate(limit))
+    }
+
+    /// Caps the calls of each method in flight to one provider (Dubbo's `actives`), for
+    /// methods without `#[rpc(actives = ...)]`; a call over it waits for a slot until its
+    /// deadline.
+    pub fn actives(mut self, actives: u32) -> ClientBuilder<S> {
+        let mut rule = self
+            .rules
+            .iter()
+            .rev()
+            .find(|(scope, _)| *scope == Scope::All)
+            .map(|(_, rule)| rule.clone())
+            .unwrap_or_default();
+        rule.actives = Some(actives);
+        self.rules.push((Scope::All, rule));
+        self
+    }
+
+    /// Sets the client-side limits of `scope` (rate, `actives`). A rule that cannot
+    /// work (a limit of 0) fails [`ClientBuilder::build`].
+    pub fn limit(mut self, scope: Scope, rule: Rule) -> ClientBuilder<S> {
+        self.rules.push((scope, rule));
+        self
+    }
+
+    /// A circuit breaker per provider and method ([`BreakerConfig::default`] follows
+    /// resilience4j's thresholds over Sentinel-sized windows): an open breaker fails its
+    /// calls fast and the cluster passes that provider over while another is healthy. A
+    /// threshold that cannot work (NaN, negative) fails [`ClientBuilder::build`].
+    pub fn circuit_breaker(mut self, config: BreakerConfig) -> ClientBuilder<S> {
+        self.breaker = Some(config);
+        self
+    }
+
     /// Adds a tower layer (a consumer filter) to every call of this client.
     ///
     /// Layers run inside the deadline and before the cluster stage, so they see each call
@@ -527,7 +584,22 @@ impl<S: FromClient> ClientBuilder<S> {
             (None, Some(name)) => loadbalance::by_name(&name)?,
             (None, None) => Arc::new(Random::default()),
         };
+        for (scope, rule) in self.rules {
+            self.limits
+                .set(scope, rule)
+                .map_err(|error| Error::Config(format!("client for {service}: {error}")))?;
+        }
+        if let Some(breaker) = &self.breaker {
+            breaker
+                .validate()
+                .map_err(|error| Error::Config(format!("client for {service}: {error}")))?;
+        }
+        let traffic = Traffic::new(self.limits, self.breaker);
+        if let Some(descriptor) = S::descriptor() {
+            traffic.watch(descriptor.methods);
+        }
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
+            .traffic(traffic)
             .mode(self.cluster)
             .retries(self.retries)
             .forks(self.forks)
@@ -556,6 +628,14 @@ impl<S: FromClient> ClientBuilder<S> {
             }
             BoxCloneSyncService::new(DeadlineLayer.layer(inner))
         });
+        // Providers key per-application limits on it (Dubbo's `remote.application`).
+        let mut attachments = Attachments::new();
+        if !self.application.is_empty() {
+            attachments.insert(
+                crate::limit::APPLICATION_ATTACHMENT,
+                self.application.clone(),
+            );
+        }
         let client = Client {
             shared: Arc::new(Shared {
                 service: self.service,
@@ -566,7 +646,7 @@ impl<S: FromClient> ClientBuilder<S> {
                 cluster,
             }),
             timeout: None,
-            attachments: Attachments::new(),
+            attachments,
         };
         Ok(S::from_client(client))
     }

@@ -25,6 +25,7 @@ use tower::{Layer, Service};
 
 use self::registration::{Announcement, Registration};
 use crate::descriptor::ServiceDescriptor;
+use crate::limit::{LimitLayer, Limits, RateLimit, Rule, Scope};
 use crate::request::MethodRef;
 use crate::transport::{Listener, Transport};
 use crate::{Codec, Context, Error, Response, Result, ServerRequest};
@@ -199,9 +200,46 @@ pub struct ServerBuilder {
     layers: Vec<BoxLayer>,
     registry: Option<Arc<dyn registry::Registry>>,
     announcement: Announcement,
+    limits: Limits,
+    rules: Vec<(Scope, Rule)>,
 }
 
 impl ServerBuilder {
+    /// A rate limit for every method that has none of its own (`#[rpc(tps = ...)]` or a
+    /// narrower rule). Calls over it are refused with status 100 before any layer or
+    /// handler runs; see [`crate::limit`].
+    pub fn rate_limit(self, limit: RateLimit) -> ServerBuilder {
+        self.limit(Scope::All, Rule::rate(limit))
+    }
+
+    /// Caps the calls of each method running at once (Dubbo's `executes`), for methods
+    /// without a cap of their own; more are refused with status 100.
+    pub fn executes(self, executes: u32) -> ServerBuilder {
+        let mut rule = self
+            .rules
+            .iter()
+            .rev()
+            .find(|(scope, _)| *scope == Scope::All)
+            .map(|(_, rule)| rule.clone())
+            .unwrap_or_default();
+        rule.executes = Some(executes);
+        self.limit(Scope::All, rule)
+    }
+
+    /// Sets the limits of `scope` (a service, one method, or all). A rule that cannot
+    /// work (a limit of 0) fails [`ServerBuilder::bind`].
+    pub fn limit(mut self, scope: Scope, rule: Rule) -> ServerBuilder {
+        self.rules.push((scope, rule));
+        self
+    }
+
+    /// Keeps the limits in `limits` (e.g. one table shared by several servers); changes
+    /// made through it apply at once. [`Server::limits`] hands out the table in use.
+    pub fn limits(mut self, limits: Limits) -> ServerBuilder {
+        self.limits = limits;
+        self
+    }
+
     /// Registers every service in `registry` (see [`registry::connect`]) once the server
     /// listens, one Dubbo-style provider URL each (protocol, address, methods, codecs,
     /// version, weight, start time). Graceful shutdown unregisters first, then drains, so
@@ -292,10 +330,20 @@ impl ServerBuilder {
         if self.codecs.is_empty() {
             return Err(Error::Config("server has no codecs enabled".into()));
         }
+        for (scope, rule) in self.rules {
+            self.limits.set(scope, rule)?;
+        }
+        self.limits.watch(
+            self.skeletons
+                .iter()
+                .flat_map(|skeleton| skeleton.descriptor().methods),
+        );
         let mut stack: ProviderService = BoxCloneSyncService::new(Dispatch::new());
         for layer in self.layers.iter().rev() {
             stack = layer(stack);
         }
+        // Outermost: a call over a limit is refused before any user layer sees it.
+        let stack = BoxCloneSyncService::new(LimitLayer::new(self.limits.clone()).layer(stack));
         let dispatcher = Dispatcher::new(self.skeletons)
             .with_codecs(&self.codecs)
             .with_service(stack);
@@ -329,6 +377,7 @@ impl ServerBuilder {
                 shutdown: Arc::new(shutdown),
             },
             shutdown_timeout: self.shutdown_timeout,
+            limits: self.limits,
         })
     }
 }
@@ -342,9 +391,15 @@ pub struct Server {
     dispatcher: Dispatcher,
     handle: ServerHandle,
     shutdown_timeout: Duration,
+    limits: Limits,
 }
 
 impl Server {
+    /// The limits this server enforces: change them here while it runs.
+    pub fn limits(&self) -> Limits {
+        self.limits.clone()
+    }
+
     /// Starts building a server.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
@@ -355,6 +410,8 @@ impl Server {
             shutdown_timeout: Duration::from_secs(10),
             registry: None,
             announcement: Announcement::default(),
+            limits: Limits::provider(),
+            rules: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@ use super::directory::Directory;
 use super::loadbalance::{self, LoadBalance, Picker};
 use super::provider::Provider;
 use super::providers::Providers;
+use super::traffic::Traffic;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
@@ -143,6 +144,7 @@ pub struct Cluster {
     defaults: Policy,
     methods: Arc<[(&'static MethodDescriptor, Policy)]>,
     failback: Arc<failback::FailbackQueue>,
+    traffic: Traffic,
 }
 
 impl Cluster {
@@ -168,7 +170,15 @@ impl Cluster {
                 balancer,
             },
             methods: Arc::new([]),
+            traffic: Traffic::new(crate::limit::Limits::consumer(), None),
         }
+    }
+
+    /// Guards calls with `traffic`: the client's rate limits, `actives` caps and circuit
+    /// breakers.
+    pub(crate) fn traffic(mut self, traffic: Traffic) -> Cluster {
+        self.traffic = traffic;
+        self
     }
 
     /// The mode of methods that do not name one.
@@ -215,6 +225,11 @@ impl Cluster {
     pub fn mode_of(&self, method: &'static MethodDescriptor) -> ClusterMode {
         self.resolved(method)
             .map_or(self.defaults.mode, |policy| policy.mode)
+    }
+
+    /// The traffic control of this cluster's calls.
+    pub(crate) fn traffic_handle(&self) -> Traffic {
+        self.traffic.clone()
     }
 
     /// The providers its directory lists now.
@@ -271,6 +286,10 @@ impl Cluster {
             }
         };
         let service = &self.service;
+        let traffic = (!self.traffic.is_idle()).then_some(&self.traffic);
+        if let Some(traffic) = traffic {
+            traffic.admit_call(&request).await?;
+        }
         if providers.is_empty() {
             let listed = self.directory.listed();
             let _ = tokio::time::timeout_at(request.deadline.into(), listed).await;
@@ -281,18 +300,24 @@ impl Cluster {
         }
         match policy.mode {
             ClusterMode::Failover | ClusterMode::Failfast => {
-                failover(&providers, request, policy, service).await
+                failover(&providers, request, policy, service, traffic).await
             }
-            ClusterMode::Forking => forking(&providers, request, policy).await,
-            ClusterMode::Broadcast => broadcast(&providers, request).await,
+            ClusterMode::Forking => forking(&providers, request, policy, traffic).await,
+            ClusterMode::Broadcast => broadcast(&providers, request, traffic).await,
             ClusterMode::Available => {
-                let reachable = providers
-                    .iter()
-                    .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER));
+                let usable = |p: &Provider| {
+                    p.stats.is_reachable(REACHABLE_AGAIN_AFTER)
+                        && !traffic.is_some_and(|t| t.skips(p, request.method))
+                };
+                let reachable = providers.iter().position(usable).or_else(|| {
+                    providers
+                        .iter()
+                        .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER))
+                });
                 match reachable {
                     Some(index) => {
                         let provider = &providers[index];
-                        provider.call(attempt_of(&request, provider, 0)).await
+                        call_one(traffic, provider, attempt_of(&request, provider, 0)).await
                     }
                     None => Err(Error::NoProvider(format!(
                         "{service}: no provider is reachable"
@@ -307,7 +332,7 @@ impl Cluster {
                 let budget = request.timeout;
                 let method = request.method.name;
                 let retry = (policy.mode == ClusterMode::Failback).then(|| request.clone());
-                let once = failover(&providers, request, policy, service);
+                let once = failover(&providers, request, policy, service, traffic);
                 let error = match tokio::time::timeout_at(deadline.into(), once).await {
                     Ok(Ok(response)) => return Ok(response),
                     Ok(Err(error)) => error,
@@ -328,6 +353,43 @@ impl Cluster {
     }
 }
 
+/// One attempt on `provider`: through the client's traffic guards when it has any.
+async fn call_one(
+    traffic: Option<&Traffic>,
+    provider: &Provider,
+    request: Request,
+) -> Result<Response> {
+    match traffic {
+        None => provider.call(request).await,
+        Some(traffic) => traffic.call(provider, request).await,
+    }
+}
+
+/// The picker's next candidate, passing over providers whose breaker is open for the
+/// method while another one is not; when every one is open, the first candidate (whose
+/// breaker then fails the call fast).
+fn next_candidate<'a>(
+    picker: &mut Picker<'a>,
+    traffic: Option<&Traffic>,
+    request: &Request,
+    providers: usize,
+) -> Option<&'a Provider> {
+    let first = picker.next()?;
+    let Some(traffic) = traffic else {
+        return Some(first);
+    };
+    if !traffic.skips(first, request.method) {
+        return Some(first);
+    }
+    for _ in 1..providers {
+        let next = picker.next()?;
+        if !traffic.skips(next, request.method) {
+            return Some(next);
+        }
+    }
+    Some(first)
+}
+
 /// `request` as sent to `provider` for attempt number `attempt`.
 fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
     let mut this = request.clone();
@@ -344,6 +406,7 @@ async fn failover(
     request: Request,
     policy: &Policy,
     service: &Name,
+    traffic: Option<&Traffic>,
 ) -> Result<Response> {
     let attempts = policy.attempts();
     let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
@@ -351,7 +414,7 @@ async fn failover(
     let mut failed: Vec<(String, Error)> = Vec::new();
     let mut attempt = 0;
     loop {
-        let Some(provider) = picker.next() else {
+        let Some(provider) = next_candidate(&mut picker, traffic, &request, providers.len()) else {
             return Err(Error::NoProvider(service.to_string()));
         };
         let mut this = attempt_of(&request, provider, attempt);
@@ -359,7 +422,7 @@ async fn failover(
         // the deadline, for a connection that is down and being retried.
         this.wait_for_ready = policy.mode != ClusterMode::Failfast
             && (attempt + 1 >= attempts || attempt as usize + 1 >= providers.len());
-        let error = match provider.call(this).await {
+        let error = match call_one(traffic, provider, this).await {
             Ok(response) => return Ok(response),
             Err(error) => error,
         };
@@ -398,13 +461,23 @@ async fn failover(
 
 /// `forks` candidates at once; the first success wins. Dropping the others cancels them,
 /// and the transport tells their providers to abort.
-async fn forking(providers: &Providers, request: Request, policy: &Policy) -> Result<Response> {
+async fn forking(
+    providers: &Providers,
+    request: Request,
+    policy: &Policy,
+    traffic: Option<&Traffic>,
+) -> Result<Response> {
     let forks = policy.forks.clamp(1, providers.len());
-    let calls: Vec<_> = Picker::new(providers, &request, policy.balancer.as_ref())
-        .take(forks)
+    let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
+    let calls: Vec<_> = (0..forks)
+        .map_while(|_| next_candidate(&mut picker, traffic, &request, providers.len()))
         .enumerate()
-        .map(|(attempt, provider)| {
-            Box::pin(provider.call(attempt_of(&request, provider, attempt as u32)))
+        .map(|(index, provider)| {
+            Box::pin(call_one(
+                traffic,
+                provider,
+                attempt_of(&request, provider, index as u32),
+            ))
         })
         .collect();
     futures_util::future::select_ok(calls)
@@ -413,11 +486,18 @@ async fn forking(providers: &Providers, request: Request, policy: &Policy) -> Re
 }
 
 /// Every provider at once; the answer of the last one when all succeed.
-async fn broadcast(providers: &[Provider], request: Request) -> Result<Response> {
-    let calls = providers
-        .iter()
-        .enumerate()
-        .map(|(attempt, provider)| provider.call(attempt_of(&request, provider, attempt as u32)));
+async fn broadcast(
+    providers: &[Provider],
+    request: Request,
+    traffic: Option<&Traffic>,
+) -> Result<Response> {
+    let calls = providers.iter().enumerate().map(|(index, provider)| {
+        call_one(
+            traffic,
+            provider,
+            attempt_of(&request, provider, index as u32),
+        )
+    });
     let results = futures_util::future::join_all(calls).await;
     let total = results.len();
     let mut failed = Vec::new();
