@@ -365,25 +365,31 @@ async fn call_one(
     }
 }
 
-/// The picker's next candidate, passing over providers whose breaker is open for the
-/// method while another one is not; when every one is open, the first candidate (whose
-/// breaker then fails the call fast).
+/// The picker's next candidate, passing over providers that are no use now while another
+/// one is: a provider whose connection was refused or lost in the last second (the
+/// transport reconnects meanwhile), and one whose breaker is open for the method. When
+/// every candidate is such, the first (which then fails fast, or finds the provider back).
+///
+/// Without this, a dead provider would draw calls: it has nothing in flight, so
+/// least-active prefers it, and several dead entries (a crashed provider's nodes wait for
+/// their session to expire) could take every attempt of a call.
 fn next_candidate<'a>(
     picker: &mut Picker<'a>,
     traffic: Option<&Traffic>,
     request: &Request,
     providers: usize,
 ) -> Option<&'a Provider> {
-    let first = picker.next()?;
-    let Some(traffic) = traffic else {
-        return Some(first);
+    let usable = |provider: &Provider| {
+        provider.stats.is_reachable(REACHABLE_AGAIN_AFTER)
+            && !traffic.is_some_and(|t| t.skips(provider, request.method))
     };
-    if !traffic.skips(first, request.method) {
+    let first = picker.next()?;
+    if usable(first) {
         return Some(first);
     }
     for _ in 1..providers {
         let next = picker.next()?;
-        if !traffic.skips(next, request.method) {
+        if usable(next) {
             return Some(next);
         }
     }
