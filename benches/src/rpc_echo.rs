@@ -25,11 +25,50 @@ impl Echo for EchoImpl {
 
 /// Binds `addr` and serves [`EchoImpl`] on it; the returned future runs the server.
 pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
-    let server = rpc_core::Server::builder()
+    serve_with(addr, Limits::None).await
+}
+
+/// Which limits an echo server enforces (to measure what they cost).
+#[derive(Debug, Clone)]
+pub enum Limits {
+    /// None.
+    None,
+    /// A local token bucket and an `executes` cap, both far above any load generated:
+    /// every call is checked, none is refused.
+    Local,
+    /// A rate limit shared through the Redis at this URL, far above the load.
+    Redis(String),
+}
+
+/// [`serve`] with `limits` on the echo method.
+pub async fn serve_with(
+    addr: &str,
+    limits: Limits,
+) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
+    use rpc_core::limit::{RateLimit, Rule, Scope};
+    let echo = Scope::Method(ECHO_DESCRIPTOR.name.into(), "echo".into());
+    let mut builder = rpc_core::Server::builder()
         .transport(TcpTransport::default())
-        .add_service(EchoServer::new(EchoImpl))
-        .bind(addr)
-        .await?;
+        .add_service(EchoServer::new(EchoImpl));
+    match limits {
+        Limits::None => {}
+        Limits::Local => {
+            let rule = Rule::rate(RateLimit::per_second(100_000_000)).with_executes(1_000_000);
+            builder = builder.limit(echo, rule);
+        }
+        Limits::Redis(url) => {
+            let redis = rpc_core::limit::redis::RedisLimiter::new(
+                &url,
+                &format!("bench:{}:", std::process::id()),
+                rpc_core::limit::redis::Fallback::Closed,
+            )?;
+            builder = builder.limit(
+                echo,
+                Rule::rate(RateLimit::per_second(100_000_000).shared(redis)),
+            );
+        }
+    }
+    let server = builder.bind(addr).await?;
     let local = server.local_addr();
     Ok((local, server.run_until(std::future::pending())))
 }
@@ -42,6 +81,17 @@ pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
         .timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// [`client`] with a circuit breaker (default settings; it stays closed).
+pub fn client_with_breaker(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
+    EchoClient::builder()
+        .transport(TcpTransport::default())
+        .address(addr.to_string())
+        .codec(rpc_core::Codec::Bincode)
+        .timeout(Duration::from_secs(5))
+        .circuit_breaker(rpc_core::client::BreakerConfig::default())
         .build()
 }
 

@@ -31,8 +31,11 @@ const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
-/// directly, to measure what the stack costs.
-const EXTRA_SYSTEMS: [&str; 1] = ["rpc-bare"];
+/// directly, to measure what the stack costs. `rpc-limited` is `rpc` with a rate limit and
+/// an `executes` cap that never trigger, `rpc-breaker` with a client circuit breaker that
+/// stays closed, `rpc-redis` with a Redis-shared rate limit that never triggers (the
+/// Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`).
+const EXTRA_SYSTEMS: [&str; 4] = ["rpc-bare", "rpc-limited", "rpc-breaker", "rpc-redis"];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
                      [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
@@ -167,8 +170,16 @@ fn run_server(options: &Options) -> Result<(), String> {
     let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
-            "rpc" | "rpc-bare" => {
-                let (addr, serve) = rpc_echo::serve(&options.addr)
+            "rpc" | "rpc-bare" | "rpc-breaker" | "rpc-limited" | "rpc-redis" => {
+                let limits = match system.as_str() {
+                    "rpc-limited" => rpc_echo::Limits::Local,
+                    "rpc-redis" => rpc_echo::Limits::Redis(
+                        std::env::var("RPC_BENCH_REDIS")
+                            .map_err(|_| "rpc-redis needs RPC_BENCH_REDIS=redis://HOST:PORT")?,
+                    ),
+                    _ => rpc_echo::Limits::None,
+                };
+                let (addr, serve) = rpc_echo::serve_with(&options.addr, limits)
                     .await
                     .map_err(|e| format!("rpc bind: {e}"))?;
                 announce(addr)?;
@@ -370,8 +381,13 @@ async fn bench_system(
         Ok(drive(client, options).await)
     }
     match system {
-        "rpc" => {
+        "rpc" | "rpc-limited" | "rpc-redis" => {
             let client = rpc_echo::client(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "rpc-breaker" => {
+            let client = rpc_echo::client_with_breaker(addr)
+                .map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
         "rpc-bare" => {
