@@ -10,6 +10,7 @@ mod error;
 pub mod format;
 mod request;
 pub mod server;
+pub mod stats;
 pub mod transport;
 
 pub use client::{Client, ClientBuilder};
