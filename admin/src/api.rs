@@ -314,7 +314,12 @@ async fn switch(
             other => Failure::new(StatusCode::BAD_GATEWAY, other.to_string()),
         })?;
     }
-    tracing::info!(service, online, urls = changed, "service switched by the admin endpoint");
+    tracing::info!(
+        service,
+        online,
+        urls = changed,
+        "service switched by the admin endpoint"
+    );
     Ok(axum::Json(json!({
         "service": service,
         "online": online,
@@ -346,9 +351,7 @@ async fn invoke(
     let request: InvokeRequest = serde_json::from_slice(&body).map_err(|error| {
         Failure::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "the body must be {{\"service\", \"method\", \"args\"}} in JSON: {error}"
-            ),
+            format!("the body must be {{\"service\", \"method\", \"args\"}} in JSON: {error}"),
         )
     })?;
     let (client, via) = invoke_client(&shared, &request)?;
@@ -373,16 +376,21 @@ async fn invoke(
 /// The client a generic invoke goes through: an attached client of the service (its
 /// providers, balancing, cluster mode), else a JSON client to an attached server that
 /// provides it.
-fn invoke_client(shared: &Shared, request: &InvokeRequest) -> Result<(Client, &'static str), Failure> {
+fn invoke_client(
+    shared: &Shared,
+    request: &InvokeRequest,
+) -> Result<(Client, &'static str), Failure> {
     let version_fits = |version: &str| request.version.as_deref().is_none_or(|v| v == version);
-    if let Some(client) = shared
-        .clients()
-        .into_iter()
-        .find(|c| c.service() == request.service && version_fits(c.version()) && c.descriptor().is_some())
-    {
+    if let Some(client) = shared.clients().into_iter().find(|c| {
+        c.service() == request.service && version_fits(c.version()) && c.descriptor().is_some()
+    }) {
         return Ok((client, "consumer"));
     }
-    let key = format!("{}:{}", request.service, request.version.as_deref().unwrap_or(""));
+    let key = format!(
+        "{}:{}",
+        request.service,
+        request.version.as_deref().unwrap_or("")
+    );
     if let Some(client) = shared
         .invoke_clients
         .lock()

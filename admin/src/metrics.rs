@@ -56,7 +56,11 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &registry) {
         Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        )
+            .into_response(),
     }
 }
 
@@ -148,12 +152,14 @@ impl Collector for Scrape {
                     below = upto;
                 }
                 buckets.push((f64::MAX, h.count() - below));
-                family.encode_family(&method_labels(m))?.encode_histogram::<NoLabelSet>(
-                    h.sum_us() as f64 / 1e6,
-                    h.count(),
-                    &buckets,
-                    None,
-                )?;
+                family
+                    .encode_family(&method_labels(m))?
+                    .encode_histogram::<NoLabelSet>(
+                        h.sum_us() as f64 / 1e6,
+                        h.count(),
+                        &buckets,
+                        None,
+                    )?;
             }
 
             for (name, help, value) in [
@@ -190,7 +196,10 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             for p in &self.providers {
-                let labels = [("service", label(&p.service)), ("provider", label(&p.address))];
+                let labels = [
+                    ("service", label(&p.service)),
+                    ("provider", label(&p.address)),
+                ];
                 family.encode_family(&labels)?.encode_gauge(&p.in_flight)?;
             }
             let mut family = encoder.encode_descriptor(
@@ -200,7 +209,10 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?;
             for p in &self.providers {
-                let labels = [("service", label(&p.service)), ("provider", label(&p.address))];
+                let labels = [
+                    ("service", label(&p.service)),
+                    ("provider", label(&p.address)),
+                ];
                 family.encode_family(&labels)?.encode_gauge(&p.latency_s)?;
             }
         }

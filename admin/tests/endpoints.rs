@@ -59,7 +59,10 @@ async fn health_is_up_and_unknown_routes_are_404() {
     let missing = get(&format!("{}nope", f.admin.url())).await;
     assert_eq!(missing.status, 404);
     assert!(missing.json()["error"].is_string());
-    assert!(f.admin.local_addr().ip().is_loopback(), "bound to loopback by default");
+    assert!(
+        f.admin.local_addr().ip().is_loopback(),
+        "bound to loopback by default"
+    );
 }
 
 #[tokio::test]
@@ -94,8 +97,15 @@ async fn ready_is_503_before_anything_is_attached_200_while_serving_and_503_whil
         .await,
         "ready turns 503 while draining"
     );
-    assert_eq!(get(&url).await.json()["reason"], "a server is draining or stopped");
-    assert_eq!(slow.await.unwrap().unwrap(), 1500, "the running call was drained");
+    assert_eq!(
+        get(&url).await.json()["reason"],
+        "a server is draining or stopped"
+    );
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        1500,
+        "the running call was drained"
+    );
     shutdown.await.unwrap();
     assert_eq!(get(&url).await.status, 503);
 }
@@ -114,7 +124,10 @@ async fn services_list_provided_and_consumed_methods_with_their_settings() {
     assert_eq!(provided["online"], true);
     assert_eq!(provided["registry"], false);
     let methods = provided["methods"].as_array().unwrap();
-    let names: Vec<&str> = methods.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["add", "sleep", "greet", "explode"]);
     assert_eq!(methods[0]["args"], serde_json::json!(["a", "b"]));
     assert_eq!(methods[2]["idempotent"], true);
@@ -148,7 +161,13 @@ async fn stats_count_calls_on_both_sides_with_plausible_latency() {
     let f = fixture().await;
     let url = format!("{}api/stats", f.admin.url());
     let before = get(&url).await.json();
-    assert!(before["methods"].as_array().unwrap().iter().all(|m| m["total"] == 0));
+    assert!(
+        before["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["total"] == 0)
+    );
 
     for _ in 0..20 {
         assert_eq!(f.client.sleep(5).await.unwrap(), 5);

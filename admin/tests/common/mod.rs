@@ -67,7 +67,11 @@ pub async fn provider(
 
 /// A fresh in-process registry.
 pub async fn memory_registry(name: &str) -> Arc<dyn registry::Registry> {
-    let url = format!("memory://admin-{name}-{}-{}", std::process::id(), fastrand_u64());
+    let url = format!(
+        "memory://admin-{name}-{}-{}",
+        std::process::id(),
+        fastrand_u64()
+    );
     registry::connect(&url).await.unwrap()
 }
 
@@ -86,8 +90,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 

@@ -63,14 +63,22 @@ impl Client {
             Codec::Json => self.clone(),
             _ => self.with_codec(Codec::Json),
         };
-        let args = Value::Array(args);
+        // The stub encodes its argument tuple: `()` for no arguments, which JSON writes
+        // as null, else an array.
+        let args = match args.is_empty() {
+            true => Value::Null,
+            false => Value::Array(args),
+        };
         if method.oneway {
             client
                 .call_oneway_in::<Serde, Value>(method, &args, hash_key)
                 .await?;
             return Ok(Value::Null);
         }
-        match client.call_in::<Serde, Value, Value>(method, &args, hash_key).await {
+        match client
+            .call_in::<Serde, Value, Value>(method, &args, hash_key)
+            .await
+        {
             Err(Error::Failsafe(_)) => Ok(Value::Null),
             other => other,
         }
@@ -96,14 +104,12 @@ fn arguments(method: &crate::MethodDescriptor, args: Value) -> Result<Vec<Value>
                 .args
                 .iter()
                 .map(|name| {
-                    named
-                        .remove(*name)
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "missing argument {name:?} (it takes {})",
-                                method.args.join(", ")
-                            ))
-                        })
+                    named.remove(*name).ok_or_else(|| {
+                        bad(format!(
+                            "missing argument {name:?} (it takes {})",
+                            method.args.join(", ")
+                        ))
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             match named.keys().next() {

@@ -290,7 +290,7 @@ pub struct ClientBuilder<S = Client> {
     version: Name,
     /// Provider addresses with their weights.
     addresses: Vec<(String, u32)>,
-    transport: Option<Arc<dyn Transport>>,
+    pub(crate) transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     registry: Option<Arc<dyn registry::Registry>>,
     application: String,
@@ -625,9 +625,9 @@ impl<S: FromClient> ClientBuilder<S> {
                 stack,
                 cluster,
                 descriptor,
-                stats: self.stats.map(|stats| {
-                    stats.table(Side::Consumer, descriptor.as_slice())
-                }),
+                stats: self
+                    .stats
+                    .map(|stats| stats.table(Side::Consumer, descriptor.as_slice())),
             }),
             timeout: None,
             attachments: Attachments::new(),

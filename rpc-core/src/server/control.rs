@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::registration::Registration;
 use crate::descriptor::ServiceDescriptor;
-use crate::{Error, Result};
+use crate::transport::Transport;
+use crate::{Client, Codec, Error, Result};
 
 /// Where a server is in its life, for readiness probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub(crate) struct ControlInner {
     pub(crate) services: Vec<&'static ServiceDescriptor>,
     pub(crate) registration: Option<Arc<Registration>>,
     pub(crate) state: AtomicU8,
+    /// The server's transport, for [`ServerControl::client`].
+    pub(crate) transport: Arc<dyn Transport>,
 }
 
 impl std::fmt::Debug for ServerControl {
@@ -121,6 +124,35 @@ impl ServerControl {
             return Err(Error::Rejected("server is shutting down".into()));
         }
         registration.bring_online(service).await
+    }
+
+    /// A JSON client of `service` calling this server over its own transport (what a
+    /// generic invoke of a provided service goes through: a real call, counted and
+    /// dispatched like any other). Built per use; connections are shared per transport.
+    pub fn client(&self, service: &str) -> Result<Client> {
+        let descriptor = self
+            .inner
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .ok_or_else(|| Error::ServiceNotFound {
+                service: super::quoted(service),
+                version: String::new(),
+            })?;
+        let mut address = self.inner.address;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let mut builder = Client::builder(descriptor.name)
+            .version(descriptor.version)
+            .descriptor(descriptor)
+            .codec(Codec::Json)
+            .address(address.to_string());
+        builder.transport = Some(self.inner.transport.clone());
+        builder.build()
     }
 
     fn registration_of(&self, service: &str) -> Result<&Registration> {

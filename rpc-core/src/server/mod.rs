@@ -360,6 +360,7 @@ impl ServerBuilder {
                 services: dispatcher.descriptors(),
                 registration: registration.clone(),
                 state: Default::default(),
+                transport: transport.clone(),
             }),
         };
         Ok(Server {

@@ -120,7 +120,10 @@ impl Registration {
 
     /// True when `service` was taken offline.
     pub(crate) fn is_offline(&self, service: &str) -> bool {
-        self.lock().offline.iter().any(|url| url.service() == service)
+        self.lock()
+            .offline
+            .iter()
+            .any(|url| url.service() == service)
     }
 
     /// Unregisters every URL of `service` and keeps it for [`Registration::online`];

@@ -103,7 +103,9 @@ impl HistogramSnapshot {
             seen += n;
             if seen >= rank {
                 let (low, high) = (lower(index), lower(index + 1));
-                return (low + (high - low) / 2).min(self.max).max(low.min(self.max));
+                return (low + (high - low) / 2)
+                    .min(self.max)
+                    .max(low.min(self.max));
             }
         }
         self.max

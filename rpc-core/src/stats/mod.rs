@@ -433,7 +433,12 @@ impl MethodStats {
         let latency = self.latency.snapshot();
         let failed: BTreeMap<&'static str, u64> = ErrorKind::ALL
             .iter()
-            .map(|kind| (kind.name(), self.failed[kind.index()].load(Ordering::Relaxed)))
+            .map(|kind| {
+                (
+                    kind.name(),
+                    self.failed[kind.index()].load(Ordering::Relaxed),
+                )
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         let succeeded = self.succeeded.load(Ordering::Relaxed);
@@ -633,6 +638,10 @@ mod tests {
         // Wrapping around the ring replaces a second older than the window.
         m.tick(epoch + Duration::from_secs(61 + 3));
         assert_eq!(m.rate_at(65, 1), 1.0);
-        assert_eq!(m.rate_at(65, 60), (15.0 * 5.0 + 1.0) / 60.0, "seconds 5..=19 and 64");
+        assert_eq!(
+            m.rate_at(65, 60),
+            (15.0 * 5.0 + 1.0) / 60.0,
+            "seconds 5..=19 and 64"
+        );
     }
 }
