@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -225,11 +225,35 @@ async fn providers(State(shared): AppState) -> axum::Json<Value> {
     axum::Json(json!({ "consumed": consumed }))
 }
 
-async fn stats(State(shared): AppState) -> axum::Json<Value> {
+/// `?buckets=1` adds each method's latency histogram as `[[from_us, to_us, count], ..]`
+/// (buckets holding samples only), from which two polls give the latency in between.
+#[derive(Deserialize)]
+struct StatsQuery {
+    #[serde(default)]
+    buckets: Option<String>,
+}
+
+async fn stats(State(shared): AppState, Query(query): Query<StatsQuery>) -> axum::Json<Value> {
+    let methods: Vec<Value> = shared
+        .stats
+        .snapshot()
+        .into_iter()
+        .map(|m| {
+            let buckets: Option<Vec<[u64; 3]>> = query
+                .buckets
+                .is_some()
+                .then(|| m.histogram.buckets().map(|(a, b, n)| [a, b, n]).collect());
+            let mut value = json!(m);
+            if let (Some(buckets), Some(object)) = (buckets, value.as_object_mut()) {
+                object.insert("buckets".into(), json!(buckets));
+            }
+            value
+        })
+        .collect();
     axum::Json(json!({
         "application": shared.application,
         "uptime_s": shared.started.elapsed().as_secs_f64(),
-        "methods": shared.stats.snapshot(),
+        "methods": methods,
     }))
 }
 

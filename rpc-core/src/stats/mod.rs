@@ -588,6 +588,18 @@ impl LatencyHistogram {
     pub fn quantile(&self, q: f64) -> u64 {
         self.0.quantile(q)
     }
+
+    /// The buckets holding samples: `(lowest, next bucket's lowest, count)`, in
+    /// microseconds, ascending. Two snapshots' differences give the latency of the calls
+    /// in between (what the dashboard charts).
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.0
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(index, n)| (histogram::lower(index), histogram::lower(index + 1), *n))
+    }
 }
 
 /// How long [`Stats`] keeps rate history.
