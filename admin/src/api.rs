@@ -33,6 +33,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/services/{service}/offline", post(offline))
         .route("/api/services/{service}/online", post(online))
         .route("/api/invoke", post(invoke))
+        .route("/monitor", get(crate::dashboard::monitor_page))
+        .route("/api/monitor", get(monitor))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
@@ -255,6 +257,17 @@ async fn stats(State(shared): AppState, Query(query): Query<StatsQuery>) -> axum
         "uptime_s": shared.started.elapsed().as_secs_f64(),
         "methods": methods,
     }))
+}
+
+async fn monitor(State(shared): AppState) -> Result<axum::Json<Value>, Failure> {
+    let store = shared
+        .monitor
+        .as_ref()
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "this process is not a monitor"))?;
+    Ok(axum::Json(json!({
+        "processes": store.processes(),
+        "aggregate": store.aggregate(),
+    })))
 }
 
 /// Lets a mutating request through: the bearer token when one is configured; without

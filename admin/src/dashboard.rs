@@ -15,3 +15,15 @@ pub(crate) async fn page() -> impl IntoResponse {
         PAGE,
     )
 }
+
+const MONITOR_PAGE: &str = include_str!("monitor.html");
+
+pub(crate) async fn monitor_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        MONITOR_PAGE,
+    )
+}

@@ -24,6 +24,7 @@
 //! | `GET /metrics` | the same in Prometheus text exposition |
 //! | `POST /api/services/{service}/offline`, `/online` | unregister / register again without stopping |
 //! | `POST /api/invoke` | generic invoke: `{"service", "method", "args"}` -> `{"result"}` |
+//! | `GET /monitor`, `GET /api/monitor` | with [`AdminBuilder::monitor`]: what other processes pushed ([`monitor`]) |
 //!
 //! The `POST` routes change things, so they need `Authorization: Bearer TOKEN` when a token
 //! is configured; without one they are refused unless the endpoint is bound to loopback.
@@ -83,6 +84,7 @@ impl Admin {
             application: String::new(),
             max_body: DEFAULT_MAX_BODY,
             invoke_timeout: Duration::from_secs(5),
+            monitor: None,
         }
     }
 }
@@ -97,6 +99,7 @@ pub struct AdminBuilder {
     application: String,
     max_body: usize,
     invoke_timeout: Duration,
+    monitor: Option<monitor::MonitorStore>,
 }
 
 impl AdminBuilder {
@@ -151,6 +154,13 @@ impl AdminBuilder {
         self
     }
 
+    /// Shows what processes pushed to `store` (a monitor process): `GET /monitor` (a page)
+    /// and `GET /api/monitor` (the latest report of each process and the aggregate).
+    pub fn monitor(mut self, store: monitor::MonitorStore) -> AdminBuilder {
+        self.monitor = Some(store);
+        self
+    }
+
     /// Binds and starts serving on a task of the current runtime.
     pub async fn start(self) -> Result<AdminHandle, Error> {
         let listener = tokio::net::TcpListener::bind(&self.address)
@@ -180,6 +190,7 @@ impl AdminBuilder {
             invoke_clients: Mutex::new(HashMap::new()),
             max_body: self.max_body,
             invoke_timeout: self.invoke_timeout,
+            monitor: self.monitor,
         });
         let router = api::router(shared.clone());
         let (stop, mut stopped) = watch::channel(false);
@@ -274,6 +285,7 @@ pub(crate) struct Shared {
     pub(crate) invoke_clients: Mutex<HashMap<String, Client>>,
     pub(crate) max_body: usize,
     pub(crate) invoke_timeout: Duration,
+    pub(crate) monitor: Option<monitor::MonitorStore>,
 }
 
 impl Shared {
