@@ -80,16 +80,20 @@ async fn health(State(shared): AppState) -> axum::Json<Value> {
     }))
 }
 
-/// 200 once every server serves (and so is registered: a server exists only once its
-/// registration succeeded); 503 while nothing is attached yet or a server drains.
+/// 200 once serving (a server exists only once its registration succeeded); 503 while
+/// nothing is attached yet, while a server drains, or once every server stopped.
 async fn ready(State(shared): AppState) -> Response {
     let servers = shared.servers();
     let states: Vec<Value> = servers
         .iter()
         .map(|s| json!({ "address": s.local_addr().to_string(), "state": state_name(s.state()) }))
         .collect();
+    // A server that stopped on purpose while others serve (one of several in a process)
+    // leaves the process ready; one that drains means the process is going away.
+    let draining = servers.iter().any(|s| s.state() == ServerState::Draining);
+    let serving = servers.iter().any(|s| s.is_ready());
     let attached = !servers.is_empty() || !shared.clients().is_empty();
-    let ready = attached && servers.iter().all(|s| s.is_ready());
+    let ready = attached && !draining && (serving || servers.is_empty());
     let status = if ready {
         StatusCode::OK
     } else {
@@ -97,7 +101,8 @@ async fn ready(State(shared): AppState) -> Response {
     };
     let reason = match (attached, ready) {
         (false, _) => "starting: no server or client attached yet",
-        (true, false) => "a server is draining or stopped",
+        (true, false) if draining => "a server is draining",
+        (true, false) => "every server stopped",
         (true, true) => "serving",
     };
     (

@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `GET /` | the dashboard (one page, no external assets) |
 //! | `GET /health` | 200 while the process runs (liveness) |
-//! | `GET /ready` | 200 once every server serves and is registered, 503 while starting or draining |
+//! | `GET /ready` | 200 once serving (servers are registered before they count), 503 while starting, draining, or once every server stopped |
 //! | `GET /api/services` | provided and consumed services, methods, argument names, per-method settings |
 //! | `GET /api/providers` | per consumed service, its providers as the directory sees them |
 //! | `GET /api/stats` | per service, method and side: counts, failures by kind, in flight, rates, latency, bytes |

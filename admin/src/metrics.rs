@@ -49,7 +49,7 @@ pub(crate) async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             })
             .collect(),
         uptime_s: shared.started.elapsed().as_secs_f64(),
-        ready: shared.servers().iter().all(|s| s.is_ready()),
+        ready: shared.servers().iter().any(|s| s.is_ready()),
     };
     let mut registry = Registry::default();
     registry.register_collector(Box::new(scrape));
@@ -228,7 +228,7 @@ impl Collector for Scrape {
         encoder
             .encode_descriptor(
                 "rpc_ready",
-                "1 while every server of this process serves, else 0.",
+                "1 while a server of this process serves, else 0.",
                 None,
                 MetricType::Gauge,
             )?
