@@ -172,3 +172,31 @@ start_redis() {
     export "$var=127.0.0.1:$port"
     export "${var}_PID=$pid"
 }
+
+# Answers 200 on http://host:port/status (a WebDriver server that is ready).
+webdriver_ok() {
+    python3 - "$1" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/status", timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PY
+}
+
+# start_chromedriver [VAR]: Debian's chromedriver (driving Debian's chromium, headless,
+# as the admin dashboard test asks for it); exports VAR (default RPC_TEST_CHROMEDRIVER)
+# as http://127.0.0.1:PORT.
+start_chromedriver() {
+    install_packages chromium chromium-driver
+    local var="${1:-RPC_TEST_CHROMEDRIVER}"
+    local dir="$SERVERS_DIR/$var"
+    mkdir -p "$dir"
+    local port
+    port="$(free_port)"
+    chromedriver --port="$port" --allowed-ips=127.0.0.1 --log-path="$dir/chromedriver.log" \
+        >"$dir/stdout.log" 2>&1 &
+    local pid=$!
+    SERVER_PIDS+=("$pid")
+    wait_until chromedriver "$dir/stdout.log" "webdriver_ok http://127.0.0.1:$port" "$pid"
+    export "$var=http://127.0.0.1:$port"
+    export "${var}_PID=$pid"
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs everything CI checks: formatting, clippy, every test of the workspace, the quickstart.
 # Works on a fresh machine as root or as a user with a Rust toolchain. The servers the
-# tests need (ZooKeeper, etcd, Redis) are installed from Debian's packages if missing, started on
+# tests need (ZooKeeper, etcd, Redis, chromedriver for the admin dashboard) are installed
+# from Debian's packages if missing, started on
 # 127.0.0.1 ports picked now, and stopped by PID at exit (scripts/servers.sh).
 set -Eeuo pipefail
 
@@ -36,6 +37,7 @@ start_etcd RPC_TEST_ETCD
 start_etcd RPC_TEST_ETCD_OUTAGE
 start_redis RPC_TEST_REDIS
 start_redis RPC_TEST_REDIS_OUTAGE
+start_chromedriver RPC_TEST_CHROMEDRIVER
 
 step "cargo test (workspace: unit, integration, trybuild, doc tests)"
 cargo test --workspace --locked --no-fail-fast

@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod http;
+
 use std::time::Duration;
 
 use rpc_core::Context;

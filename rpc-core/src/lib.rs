@@ -11,6 +11,7 @@ pub mod format;
 pub mod limit;
 mod request;
 pub mod server;
+pub mod stats;
 pub mod transport;
 
 pub use client::{Client, ClientBuilder};

@@ -1,6 +1,10 @@
 //! Calls the example services on one or more providers.
 //!
-//! `consumer [--registry URL | --connect 127.0.0.1:20880[,127.0.0.1:20881]] --codec json --calls 5`
+//! `consumer [--registry URL | --connect 127.0.0.1:20880[,127.0.0.1:20881]] --codec json --calls 5
+//!   [--admin 127.0.0.1:0]`
+//!
+//! With `--admin` it prints the admin endpoint's URL, makes its calls, then keeps the
+//! endpoint up (its providers and statistics) until Ctrl-C.
 //!
 //! Without `--connect` it finds providers in the registry (default: the file registry the
 //! `provider` binary uses too).
@@ -24,8 +28,11 @@ async fn run() -> Result<(), String> {
     let mut registry_url = default_registry();
     let mut codec = Codec::Bincode;
     let mut calls = 3u32;
-    for (flag, value) in parse_flags(&["--connect", "--registry", "--codec", "--calls"])? {
+    let mut admin_address = None;
+    for (flag, value) in parse_flags(&["--connect", "--registry", "--codec", "--calls", "--admin"])?
+    {
         match flag.as_str() {
+            "--admin" => admin_address = Some(value),
             "--connect" => addresses = value.split(',').map(str::to_owned).collect(),
             "--registry" => registry_url = value,
             "--codec" => codec = value.parse().map_err(|e: rpc_core::Error| e.to_string())?,
@@ -54,6 +61,21 @@ async fn run() -> Result<(), String> {
         .codec(codec)
         .build()
         .map_err(|e| e.to_string())?;
+    let admin = match admin_address {
+        Some(address) => {
+            let admin = admin::Admin::builder()
+                .bind(address)
+                .application("examples-consumer")
+                .client(greeter.client().clone())
+                .client(echo.client().clone())
+                .start()
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("admin at {}", admin.url());
+            Some(admin)
+        }
+        None => None,
+    };
     let mut failures = 0;
     for i in 0..calls {
         match greeter.greet(format!("consumer #{i}")).await {
@@ -71,6 +93,11 @@ async fn run() -> Result<(), String> {
             failures += 1;
             println!("echo failed: {error}");
         }
+    }
+    if let Some(admin) = admin {
+        println!("admin endpoint stays up until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+        admin.shutdown().await;
     }
     if failures > 0 {
         return Err(format!("{failures} calls failed"));

@@ -1,6 +1,10 @@
 //! Serves the example `Greeter` and `Echo` services until Ctrl-C.
 //!
-//! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL`
+//! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL
+//!   [--admin 127.0.0.1:0] [--admin-token T] [--monitor HOST:PORT]`
+//!
+//! `--admin` turns the admin endpoint on (dashboard, statistics, `/metrics`) and prints its
+//! URL; `--monitor` pushes statistics every 60 s to a `monitor` process's address.
 //!
 //! It registers its services in the registry (default: a file registry under the system's
 //! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C or SIGTERM
@@ -26,8 +30,23 @@ async fn run() -> Result<(), String> {
     let mut codecs = Codec::ALL.to_vec();
     let mut name = "provider".to_owned();
     let mut registry_url = default_registry();
-    for (flag, value) in parse_flags(&["--listen", "--codec", "--name", "--registry"])? {
+    let mut admin_address = None;
+    let mut admin_token = None;
+    let mut monitor = None;
+    let flags = [
+        "--listen",
+        "--codec",
+        "--name",
+        "--registry",
+        "--admin",
+        "--admin-token",
+        "--monitor",
+    ];
+    for (flag, value) in parse_flags(&flags)? {
         match flag.as_str() {
+            "--admin" => admin_address = Some(value),
+            "--admin-token" => admin_token = Some(value),
+            "--monitor" => monitor = Some(value),
             "--listen" => listen = value,
             "--codec" => {
                 codecs = value
@@ -63,6 +82,39 @@ async fn run() -> Result<(), String> {
     if registry_url != "none" {
         println!("registered in {registry_url}");
     }
+    let _admin = match admin_address {
+        Some(address) => {
+            let mut admin = admin::Admin::builder()
+                .bind(address)
+                .application("examples-provider")
+                .server(server.control());
+            if let Some(token) = admin_token {
+                admin = admin.token(token);
+            }
+            let admin = admin.start().await.map_err(|e| e.to_string())?;
+            println!("admin at {}", admin.url());
+            Some(admin)
+        }
+        None => None,
+    };
+    let _pushes = match monitor {
+        Some(address) => {
+            let client = admin::monitor::MonitorClient::builder()
+                .transport(TcpTransport::default())
+                .address(address.clone())
+                .without_stats()
+                .build()
+                .map_err(|e| e.to_string())?;
+            println!("pushing statistics to the monitor at {address}");
+            Some(admin::monitor::push(
+                client,
+                rpc_core::stats::Stats::global().clone(),
+                "examples-provider",
+                admin::monitor::DEFAULT_INTERVAL,
+            ))
+        }
+        None => None,
+    };
     server
         .run_until(examples::stop_signal())
         .await;

@@ -76,6 +76,19 @@ async fn run() -> Result<Report, Error> {
         passed: 0,
         failed: 0,
     };
+    // The admin endpoint of this process: every provider's services and statistics.
+    let mut admin = admin::Admin::builder().application("quickstart");
+    for provider in &providers {
+        admin = admin.server(provider.control());
+    }
+    let admin = admin
+        .start()
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    println!(
+        "admin endpoint at {} (dashboard, /api/stats, /metrics)",
+        admin.url()
+    );
 
     for codec in Codec::ALL {
         println!("\nconsumer, codec {codec}:");
@@ -235,6 +248,7 @@ async fn run() -> Result<Report, Error> {
 
     registry_section(&transport, &mut report).await?;
     traffic_section(&transport, &mut report).await?;
+    admin_section(&admin, &mut report).await;
 
     println!("\nshutting down providers (draining in-flight calls)");
     for provider in providers {
@@ -339,6 +353,66 @@ async fn registry_section(transport: &TcpTransport, report: &mut Report) -> Resu
         server.shutdown().await;
     }
     Ok(())
+}
+
+/// A few numbers from the admin endpoint, read over HTTP as an operator would.
+async fn admin_section(admin: &admin::AdminHandle, report: &mut Report) {
+    println!("\nadmin endpoint {}:", admin.url());
+    let ready = examples::http::request("GET", &format!("{}ready", admin.url()), None, None).await;
+    report.check(
+        "GET /ready answers 200 (a stopped provider aside)",
+        matches!(ready, Ok((200, _))),
+        format!("{:?}", ready.as_ref().map(|(status, _)| status)),
+    );
+    let stats = examples::http::request("GET", &format!("{}api/stats", admin.url()), None, None)
+        .await
+        .and_then(|(_, body)| {
+            serde_json::from_str::<serde_json::Value>(&body).map_err(|e| e.to_string())
+        });
+    let methods = match &stats {
+        Ok(stats) => stats["methods"].as_array().cloned().unwrap_or_default(),
+        Err(error) => {
+            report.check("GET /api/stats", false, error);
+            return;
+        }
+    };
+    println!(
+        "  {:<9} {:<22} {:>7} {:>7} {:>9} {:>9}",
+        "side", "method", "calls", "failed", "p50", "p99"
+    );
+    for m in methods
+        .iter()
+        .filter(|m| m["total"].as_u64().unwrap_or(0) > 0)
+    {
+        println!(
+            "  {:<9} {:<22} {:>7} {:>7} {:>7}µs {:>7}µs",
+            m["side"].as_str().unwrap_or("?"),
+            format!(
+                "{}.{}",
+                m["service"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("?"),
+                m["method"].as_str().unwrap_or("?")
+            ),
+            m["total"].as_u64().unwrap_or(0),
+            m["failed_total"].as_u64().unwrap_or(0),
+            m["latency_us"]["p50"].as_u64().unwrap_or(0),
+            m["latency_us"]["p99"].as_u64().unwrap_or(0),
+        );
+    }
+    let greets = methods
+        .iter()
+        .filter(|m| m["side"] == "provider" && m["method"] == "greet")
+        .map(|m| m["total"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    report.check(
+        "the admin endpoint counted the greet calls",
+        greets > 0,
+        format!("{greets} served"),
+    );
 }
 
 /// The providers that answered `calls` greetings.

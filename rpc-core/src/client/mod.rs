@@ -9,6 +9,7 @@ mod breaker;
 pub mod cluster;
 mod deadline;
 mod directory;
+mod generic;
 pub mod loadbalance;
 mod provider;
 mod providers;
@@ -30,6 +31,7 @@ use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::format::{Decode, Encode, Serde};
 use crate::limit::{Limits, RateLimit, Rule, Scope};
 use crate::request::Name;
+use crate::stats::{MethodTable, Side, Stats};
 use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
@@ -95,6 +97,10 @@ struct Shared {
     /// the cluster stage under the deadline, nothing boxed.
     stack: Option<ConsumerService>,
     cluster: Cluster,
+    /// The service's descriptor, when the client was built for one (typed stubs).
+    descriptor: Option<&'static ServiceDescriptor>,
+    /// Where calls are counted; `None`: not counted.
+    stats: Option<MethodTable>,
 }
 
 impl FromClient for Client {
@@ -180,9 +186,38 @@ impl Client {
         self.send(request).await
     }
 
+    /// The version this client calls (may be empty).
+    pub fn version(&self) -> &str {
+        &self.shared.version
+    }
+
+    /// The service's descriptor: the stub's for a generated client, or the one given to
+    /// [`ClientBuilder::descriptor`]; `None` for an untyped client without one.
+    pub fn descriptor(&self) -> Option<&'static ServiceDescriptor> {
+        self.shared.descriptor
+    }
+
+    /// Sends `request` through the consumer pipeline, counted in the client's statistics.
+    async fn send(&self, request: Request) -> Result<Response> {
+        let Some(table) = &self.shared.stats else {
+            return self.send_uncounted(request).await;
+        };
+        let stats = table.get(&request.service, request.method);
+        // A request starts when it was made (its deadline minus its budget): one clock
+        // read saved per call.
+        let started = request
+            .deadline
+            .checked_sub(request.timeout)
+            .unwrap_or_else(std::time::Instant::now);
+        let call = stats.start_at(started, request.body.len());
+        let result = self.send_uncounted(request).await;
+        call.finish_with(&result);
+        result
+    }
+
     /// Sends `request` through the consumer pipeline: the user's layers when there are
     /// some, else straight to the cluster stage; either way under the call's deadline.
-    async fn send(&self, request: Request) -> Result<Response> {
+    async fn send_uncounted(&self, request: Request) -> Result<Response> {
         match &self.shared.stack {
             Some(stack) => stack.clone().oneshot(request).await,
             None => {
@@ -266,7 +301,7 @@ pub struct ClientBuilder<S = Client> {
     version: Name,
     /// Provider addresses with their weights.
     addresses: Vec<(String, u32)>,
-    transport: Option<Arc<dyn Transport>>,
+    pub(crate) transport: Option<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     registry: Option<Arc<dyn registry::Registry>>,
     application: String,
@@ -284,6 +319,8 @@ pub struct ClientBuilder<S = Client> {
     limits: Limits,
     rules: Vec<(Scope, Rule)>,
     breaker: Option<BreakerConfig>,
+    descriptor: Option<&'static ServiceDescriptor>,
+    stats: Option<Stats>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -312,6 +349,8 @@ impl<S: FromClient> ClientBuilder<S> {
             limits: Limits::consumer(),
             rules: Vec::new(),
             breaker: None,
+            descriptor: None,
+            stats: Some(Stats::global().clone()),
             stub: PhantomData,
         }
     }
@@ -517,6 +556,26 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// Counts calls into `stats` instead of [`Stats::global`] (where they go by default).
+    pub fn stats(mut self, stats: Stats) -> ClientBuilder<S> {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Counts nothing.
+    pub fn without_stats(mut self) -> ClientBuilder<S> {
+        self.stats = None;
+        self
+    }
+
+    /// Describes the service for an untyped [`Client`] (a generated stub brings its own):
+    /// per-method settings apply, statistics resolve its methods once, and
+    /// [`Client::call_json`] finds methods by name.
+    pub fn descriptor(mut self, descriptor: &'static ServiceDescriptor) -> ClientBuilder<S> {
+        self.descriptor = Some(descriptor);
+        self
+    }
+
     /// Builds the client. Connections open lazily, on the first call.
     ///
     /// Fails with [`Error::Config`] when the providers are missing, or when a method names
@@ -604,12 +663,13 @@ impl<S: FromClient> ClientBuilder<S> {
             .retries(self.retries)
             .forks(self.forks)
             .failback(self.failback);
-        if let Some(descriptor) = S::descriptor() {
+        let descriptor = S::descriptor().or(self.descriptor);
+        if let Some(descriptor) = descriptor {
             cluster = cluster.with_methods(descriptor)?;
             for (index, method) in descriptor.methods.iter().enumerate() {
                 let mode = cluster.mode_of(method);
                 let swallows = matches!(mode, ClusterMode::Failsafe | ClusterMode::Failback);
-                if swallows && !S::has_default(index) {
+                if swallows && S::descriptor().is_some() && !S::has_default(index) {
                     return Err(Error::Config(format!(
                         "method {}: {mode:?} needs a return type with a Default, to give the \
                          caller when the call fails; use another cluster mode for it",
@@ -644,6 +704,10 @@ impl<S: FromClient> ClientBuilder<S> {
                 timeout: self.timeout,
                 stack,
                 cluster,
+                descriptor,
+                stats: self
+                    .stats
+                    .map(|stats| stats.table(Side::Consumer, descriptor.as_slice())),
             }),
             timeout: None,
             attachments,

@@ -2,7 +2,7 @@
 //! shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use registry::{ProviderUrl, Registry};
@@ -69,10 +69,19 @@ impl Announcement {
     }
 }
 
-/// The URLs a server registered, withdrawn on shutdown (or, best effort, on drop).
+/// The URLs a server registered, withdrawn on shutdown (or, best effort, on drop), and
+/// the services an operator took offline (unregistered while the server keeps serving).
 pub(crate) struct Registration {
-    pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) urls: Vec<ProviderUrl>,
+    registry: Arc<dyn Registry>,
+    urls: Mutex<Urls>,
+    /// Serializes offline/online/withdraw, which await the registry between list updates.
+    ops: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Urls {
+    online: Vec<ProviderUrl>,
+    offline: Vec<ProviderUrl>,
 }
 
 impl Registration {
@@ -81,9 +90,10 @@ impl Registration {
         registry: Arc<dyn Registry>,
         urls: Vec<ProviderUrl>,
     ) -> crate::Result<Registration> {
-        let mut registration = Registration {
+        let registration = Registration {
             registry,
-            urls: Vec::with_capacity(urls.len()),
+            urls: Mutex::new(Urls::default()),
+            ops: tokio::sync::Mutex::new(()),
         };
         for url in urls {
             if let Err(error) = registration.registry.register(&url).await {
@@ -91,35 +101,122 @@ impl Registration {
                 return Err(error.into());
             }
             tracing::info!(%url, "registered");
-            registration.urls.push(url);
+            registration.lock().online.push(url);
         }
         Ok(registration)
     }
 
-    /// Unregisters every URL, each bounded by [`WITHDRAW_TIMEOUT`].
-    pub(crate) async fn withdraw(&mut self) {
-        for url in std::mem::take(&mut self.urls) {
-            match tokio::time::timeout(WITHDRAW_TIMEOUT, self.registry.unregister(&url)).await {
-                Ok(Ok(())) => tracing::info!(%url, "unregistered"),
-                Ok(Err(error)) => tracing::warn!(%error, %url, "could not unregister"),
-                Err(_) => tracing::warn!(%url, "unregistering timed out"),
-            }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Urls> {
+        // Only list moves happen under this lock; a poisoned list is still a valid list.
+        self.urls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The URLs registered now.
+    pub(crate) fn online(&self) -> Vec<ProviderUrl> {
+        self.lock().online.clone()
+    }
+
+    /// True when `service` was taken offline.
+    pub(crate) fn is_offline(&self, service: &str) -> bool {
+        self.lock()
+            .offline
+            .iter()
+            .any(|url| url.service() == service)
+    }
+
+    /// Unregisters every URL of `service` and keeps it for [`Registration::online`];
+    /// returns how many were withdrawn (0: already offline).
+    pub(crate) async fn take_offline(&self, service: &str) -> usize {
+        let _op = self.ops.lock().await;
+        let leaving: Vec<ProviderUrl> = {
+            let mut urls = self.lock();
+            let (leaving, staying) = std::mem::take(&mut urls.online)
+                .into_iter()
+                .partition(|url| url.service() == service);
+            urls.online = staying;
+            urls.offline.extend(leaving.iter().cloned());
+            leaving
+        };
+        for url in &leaving {
+            unregister(&*self.registry, url).await;
         }
+        leaving.len()
+    }
+
+    /// Registers again the URLs of `service` taken offline; returns how many (0: it was
+    /// not offline). A URL the registry refuses stays offline and fails the call.
+    pub(crate) async fn bring_online(&self, service: &str) -> crate::Result<usize> {
+        let _op = self.ops.lock().await;
+        let returning: Vec<ProviderUrl> = {
+            let mut urls = self.lock();
+            let (returning, staying) = std::mem::take(&mut urls.offline)
+                .into_iter()
+                .partition(|url| url.service() == service);
+            urls.offline = staying;
+            returning
+        };
+        let count = returning.len();
+        let mut returning = returning.into_iter();
+        while let Some(url) = returning.next() {
+            if let Err(error) = self.registry.register(&url).await {
+                let mut urls = self.lock();
+                urls.offline.push(url);
+                urls.offline.extend(returning);
+                return Err(error.into());
+            }
+            tracing::info!(%url, "registered again");
+            self.lock().online.push(url);
+        }
+        Ok(count)
+    }
+
+    /// Unregisters every URL, each bounded by [`WITHDRAW_TIMEOUT`].
+    pub(crate) async fn withdraw(&self) {
+        let _op = self.ops.lock().await;
+        let urls = {
+            let mut urls = self.lock();
+            urls.offline.clear();
+            std::mem::take(&mut urls.online)
+        };
+        for url in &urls {
+            unregister(&*self.registry, url).await;
+        }
+    }
+
+    /// Starts withdrawing every URL on a task, when a runtime is there to run it.
+    pub(crate) fn withdraw_in_background(&self) {
+        let urls = {
+            let mut urls = self.lock();
+            urls.offline.clear();
+            std::mem::take(&mut urls.online)
+        };
+        if urls.is_empty() {
+            return;
+        }
+        let registry = self.registry.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for url in &urls {
+                    unregister(&*registry, url).await;
+                }
+            });
+        }
+    }
+}
+
+/// Unregisters `url`, bounded by [`WITHDRAW_TIMEOUT`]; failures are logged.
+async fn unregister(registry: &dyn Registry, url: &ProviderUrl) {
+    match tokio::time::timeout(WITHDRAW_TIMEOUT, registry.unregister(url)).await {
+        Ok(Ok(())) => tracing::info!(%url, "unregistered"),
+        Ok(Err(error)) => tracing::warn!(%error, %url, "could not unregister"),
+        Err(_) => tracing::warn!(%url, "unregistering timed out"),
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.urls.is_empty() {
-            return;
-        }
-        let urls = std::mem::take(&mut self.urls);
-        let registry = self.registry.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let mut registration = Registration { registry, urls };
-                registration.withdraw().await;
-            });
-        }
+        self.withdraw_in_background();
     }
 }
