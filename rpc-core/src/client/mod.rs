@@ -270,6 +270,7 @@ pub struct ClientBuilder<S = Client> {
     timeout: Duration,
     layers: Vec<BoxLayer>,
     provider_layers: Vec<provider::ChannelLayer>,
+    token: Option<String>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -295,6 +296,7 @@ impl<S: FromClient> ClientBuilder<S> {
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
             provider_layers: Vec::new(),
+            token: None,
             stub: PhantomData,
         }
     }
@@ -460,6 +462,14 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// The token to send to providers that require one (Dubbo's `token` attachment), for
+    /// clients given addresses instead of a registry. A registry-fed client needs none: it
+    /// sends each provider the token that provider announced, over this one.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder<S> {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Builds the client. Connections open lazily, on the first call.
     ///
     /// Fails with [`Error::Config`] when the providers are missing, or when a method names
@@ -498,6 +508,7 @@ impl<S: FromClient> ClientBuilder<S> {
                     codec: self.codec,
                     application: self.application.clone(),
                     cache_file: self.registry_cache.clone(),
+                    tls: transport.tls(),
                 };
                 let connector = Connector::new(transport).with_layers(self.provider_layers);
                 Arc::new(RegistryDirectory::start(registry, discovery, connector))
@@ -556,6 +567,10 @@ impl<S: FromClient> ClientBuilder<S> {
             }
             BoxCloneSyncService::new(DeadlineLayer.layer(inner))
         });
+        let mut attachments = Attachments::new();
+        if let Some(token) = self.token {
+            attachments.insert(crate::server::security::TOKEN_KEY, token);
+        }
         let client = Client {
             shared: Arc::new(Shared {
                 service: self.service,
@@ -566,7 +581,7 @@ impl<S: FromClient> ClientBuilder<S> {
                 cluster,
             }),
             timeout: None,
-            attachments: Attachments::new(),
+            attachments,
         };
         Ok(S::from_client(client))
     }

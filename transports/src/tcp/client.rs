@@ -276,6 +276,35 @@ impl CallTable {
     }
 }
 
+/// Connects to `address`, from `local_ip` when given.
+async fn dial(address: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local_ip) = local_ip else {
+        return TcpStream::connect(address).await;
+    };
+    let mut last_error = None;
+    for remote in tokio::net::lookup_host(address).await? {
+        if remote.is_ipv4() != local_ip.is_ipv4() {
+            continue;
+        }
+        let socket = if remote.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local_ip, 0))?;
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("no address of the same family as {local_ip}"),
+        )
+    }))
+}
+
 /// One open TCP connection to a provider, multiplexing many calls.
 pub(crate) struct ClientConnection {
     peer: Arc<str>,
@@ -287,7 +316,7 @@ pub(crate) struct ClientConnection {
 
 impl ClientConnection {
     async fn open(address: &str, config: &TcpConfig) -> Result<Arc<ClientConnection>> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
+        let stream = tokio::time::timeout(config.connect_timeout, dial(address, config.local_ip))
             .await
             .map_err(|_| {
                 Error::unavailable(
@@ -448,12 +477,13 @@ impl ClientConnection {
             },
             Some(Code::Timeout) => Err(Error::timeout_in_handler(waiter.budget, &*self.peer)),
             Some(code) => {
-                let message = String::from_utf8_lossy(&frame.body).into_owned();
-                match request_too_large(code, &message) {
+                let message = String::from_utf8_lossy(&frame.body);
+                let (code, message) = super::status::read_message(code, &message);
+                match request_too_large(code, message) {
                     Some((size, limit)) => {
                         Err(Error::request_too_large(size, limit, MAX_FRAME_LEN_SETTING))
                     }
-                    None => Err(Error::from_code(code, message, waiter.budget)),
+                    None => Err(Error::from_code(code, message.to_owned(), waiter.budget)),
                 }
             }
         };

@@ -59,6 +59,9 @@ pub struct TcpConfig {
     /// The listen backlog of a server socket (default 4096; the kernel caps it at
     /// `net.core.somaxconn`).
     pub backlog: u32,
+    /// The local address a client's connections leave from (default: the system picks),
+    /// for hosts with several addresses where a provider's IP rules tell them apart.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for TcpConfig {
@@ -75,6 +78,7 @@ impl Default for TcpConfig {
             write_stall_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             backlog: 4096,
+            local_ip: None,
         }
     }
 }
@@ -121,6 +125,12 @@ impl TcpConfig {
     /// Sets how long a new connection may stay silent before its first frame.
     pub fn handshake_timeout(mut self, timeout: Duration) -> TcpConfig {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the local address client connections leave from.
+    pub fn local_ip(mut self, ip: std::net::IpAddr) -> TcpConfig {
+        self.local_ip = Some(ip);
         self
     }
 

@@ -138,6 +138,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
+            Ok((_, peer)) if !shared.dispatcher.admits_connection(peer) => {
+                // Refused by the server's IP rules (counted and logged by the dispatcher);
+                // dropping the stream closes it before a byte is read.
+            }
             Ok((stream, peer)) => {
                 let Some(slot) = shared.slots.admit(&shared.closing) else {
                     REFUSED_CONNECTIONS.warn(|held_back| {
@@ -278,7 +282,7 @@ impl ServerConnection {
     }
 
     fn respond_error(&self, request_id: u64, serialization: u8, error: &Error) {
-        let message = error.remote_message();
+        let message = super::status::wire_message(error.code(), error.remote_message());
         self.respond(
             request_id,
             serialization,
