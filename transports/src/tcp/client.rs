@@ -33,14 +33,14 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::transport::IdMap;
 use rpc_core::{Code, Error, Request, Response, Result};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::conn::{Activity, Outbox, keepalive, until_cancelled, write_loop};
+use super::conn::{Activity, Outbox, Sink, keepalive, until_cancelled, write_loop};
 use super::frame::{
     FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header, Incoming, SkippingDecoder, codec_for_id,
     not_this_protocol, serialization_id,
@@ -331,7 +331,34 @@ impl ClientConnection {
         stream
             .set_nodelay(true)
             .map_err(|e| Error::unavailable(format!("set TCP_NODELAY on {address}"), Some(e)))?;
-        let (read, write) = stream.into_split();
+        let (read, write): (Box<dyn AsyncRead + Send + Unpin>, Sink) = match &config.client_tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Sink::Plain(write))
+            }
+            Some(tls) => {
+                let name = crate::tls::server_name_for(address, tls.server_name.as_deref())?;
+                let stream = tokio::time::timeout(
+                    config.connect_timeout,
+                    tls.connector.connect(name, stream),
+                )
+                .await
+                .map_err(|_| {
+                    Error::unavailable(
+                        format!(
+                            "TLS handshake with {address} timed out after {:?}",
+                            config.connect_timeout
+                        ),
+                        None,
+                    )
+                })?
+                .map_err(|e| {
+                    Error::unavailable(format!("TLS handshake with {address} failed"), Some(e))
+                })?;
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Sink::stream(write))
+            }
+        };
         let activity = Arc::new(Activity::new());
         let in_flight = Arc::new(AtomicUsize::new(0));
         let probe = in_flight.clone();
@@ -392,7 +419,12 @@ impl ClientConnection {
         Ok(connection)
     }
 
-    async fn read_loop(self: &Arc<Self>, read: OwnedReadHalf, activity: Arc<Activity>, limit: u32) {
+    async fn read_loop(
+        self: &Arc<Self>,
+        read: Box<dyn AsyncRead + Send + Unpin>,
+        activity: Arc<Activity>,
+        limit: u32,
+    ) {
         let mut frames =
             FramedRead::with_capacity(read, SkippingDecoder::new(limit, false), 64 * 1024);
         while let Some(frame) = frames.next().await {

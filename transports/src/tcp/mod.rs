@@ -62,6 +62,37 @@ pub struct TcpConfig {
     /// The local address a client's connections leave from (default: the system picks),
     /// for hosts with several addresses where a provider's IP rules tell them apart.
     pub local_ip: Option<std::net::IpAddr>,
+    /// TLS of accepted connections ([`TcpTransport::with_server_tls`]).
+    pub(crate) server_tls: Option<ServerTlsState>,
+    /// TLS of opened connections ([`TcpTransport::with_client_tls`]).
+    pub(crate) client_tls: Option<ClientTlsState>,
+}
+
+/// A server's TLS acceptor.
+#[derive(Clone)]
+pub(crate) struct ServerTlsState {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// A client's TLS connector and the name it checks certificates against.
+#[derive(Clone)]
+pub(crate) struct ClientTlsState {
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ServerTlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+impl std::fmt::Debug for ClientTlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TcpConfig {
@@ -79,6 +110,8 @@ impl Default for TcpConfig {
             handshake_timeout: Duration::from_secs(5),
             backlog: 4096,
             local_ip: None,
+            server_tls: None,
+            client_tls: None,
         }
     }
 }
@@ -170,6 +203,33 @@ impl TcpTransport {
     pub fn config(&self) -> &TcpConfig {
         &self.config
     }
+
+    /// Serves TLS only (rustls): connections are accepted through a TLS handshake within
+    /// [`TcpConfig::handshake_timeout`]; a peer that fails it (a plain client, a client
+    /// without the required certificate) is closed. A server on this transport announces
+    /// `tls=true` in its registry URLs. For plain and TLS side by side, serve on two
+    /// transports (two ports). Fails with [`rpc_core::Error::Config`] when the
+    /// certificate and key do not fit together.
+    pub fn with_server_tls(mut self, tls: crate::tls::ServerTls) -> Result<TcpTransport> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_config()?);
+        Arc::make_mut(&mut self.config).server_tls = Some(ServerTlsState { acceptor });
+        Ok(self)
+    }
+
+    /// Opens every connection through a TLS handshake (rustls), checking the provider's
+    /// certificate against the CA bundle and its name (the host of the provider's address,
+    /// or [`crate::tls::ClientTls::server_name`]). A consumer on this transport uses only
+    /// providers announcing `tls=true`.
+    pub fn with_client_tls(mut self, tls: crate::tls::ClientTls) -> Result<TcpTransport> {
+        let connector = tokio_rustls::TlsConnector::from(tls.rustls_config()?);
+        let server_name = tls.server_name_override().map(str::to_owned);
+        Arc::make_mut(&mut self.config).client_tls = Some(ClientTlsState {
+            connector,
+            server_name,
+        });
+        self.endpoints = Arc::default();
+        Ok(self)
+    }
 }
 
 impl Transport for TcpTransport {
@@ -177,11 +237,22 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
+    fn tls(&self) -> bool {
+        self.config.server_tls.is_some() || self.config.client_tls.is_some()
+    }
+
     /// A channel to `address`, which must be `host:port` (`[v6]:port` for IPv6 literals);
     /// anything else is an [`rpc_core::Error::Config`] naming it, so a client builder
     /// refuses it before the first call.
     fn connect(&self, address: &str) -> Result<Channel> {
         check_address(address)?;
+        if self.config.server_tls.is_some() && self.config.client_tls.is_none() {
+            return Err(rpc_core::Error::Config(
+                "this transport serves TLS but has no client TLS settings to dial providers \
+                 with; call TcpTransport::with_client_tls"
+                    .into(),
+            ));
+        }
         Ok(BoxCloneSyncService::new(
             self.endpoints.channel(address, &self.config),
         ))
