@@ -5,6 +5,7 @@
 //!   cancel) -> user layers -> Dispatch (deadline, panic guard) -> skeleton
 //! ```
 
+pub mod access_log;
 mod admission;
 mod dispatch;
 mod registration;
@@ -30,6 +31,7 @@ use crate::request::MethodRef;
 use crate::transport::{Listener, Transport};
 use crate::{Codec, Context, Error, Response, Result, ServerRequest};
 
+pub use access_log::AccessLogLayer;
 pub use admission::{IncomingCall, Reply, Session};
 pub use dispatch::Dispatch;
 pub use security::{IpRules, Refusals, Token};
@@ -223,9 +225,70 @@ pub struct ServerBuilder {
     registry: Option<Arc<dyn registry::Registry>>,
     announcement: Announcement,
     security: security::SecuritySettings,
+    access_log: bool,
 }
 
 impl ServerBuilder {
+    /// A builder with what `config` says about providers: `application.name`,
+    /// `provider.token`, `provider.weight`, `provider.accesslog`,
+    /// `provider.shutdown-timeout`, `provider.allow`/`deny`, and each
+    /// `[services."NAME"]`'s `token` and `allow`/`deny`. Calls made on the builder
+    /// afterwards override it. The transport (`protocols`, `ssl`) and the registry
+    /// (`registry.address`) are built by their crates from the same config. Fails with
+    /// [`Error::Config`] naming a malformed IP rule.
+    pub fn from_config(config: &crate::Config) -> Result<ServerBuilder> {
+        let mut builder = Server::builder();
+        let provider = &config.provider;
+        if let Some(name) = &config.application.name {
+            builder = builder.application(name.clone());
+        }
+        if let Some(token) = provider.token.as_ref().and_then(|t| t.token()) {
+            builder = builder.token(token);
+        }
+        if let Some(weight) = provider.weight {
+            builder = builder.weight(weight);
+        }
+        if let Some(enabled) = provider.accesslog {
+            builder = builder.access_log(enabled);
+        }
+        if let Some(ms) = provider.shutdown_timeout {
+            builder = builder.shutdown_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = provider.timeout {
+            builder.announcement.timeout_ms = Some(ms);
+        }
+        for rule in &provider.allow {
+            builder = builder.allow_ip(rule)?;
+        }
+        for rule in &provider.deny {
+            builder = builder.deny_ip(rule)?;
+        }
+        for (name, service) in &config.services {
+            if let Some(token) = &service.token {
+                builder = builder.service_token(name, token.token());
+            }
+            if !service.allow.is_empty() || !service.deny.is_empty() {
+                let mut rules = IpRules::new();
+                for rule in &service.allow {
+                    rules = rules.allow(rule)?;
+                }
+                for rule in &service.deny {
+                    rules = rules.deny(rule)?;
+                }
+                builder = builder.service_ips(name, rules);
+            }
+        }
+        Ok(builder)
+    }
+
+    /// Logs one line per call served ([`AccessLogLayer`], outermost of the provider
+    /// layers): caller, service, method, status, duration and sizes, as INFO events under
+    /// the `rpc::access` target.
+    pub fn access_log(mut self, enabled: bool) -> ServerBuilder {
+        self.access_log = enabled;
+        self
+    }
+
     /// Requires Dubbo's token on every call (see [`Token`]): `Token::Random` draws one when
     /// the server is bound, `Token::Fixed` sets it. The token is published in each
     /// service's registry URL (`token=...`); consumers that found the provider there send
@@ -367,6 +430,9 @@ impl ServerBuilder {
         for layer in self.layers.iter().rev() {
             stack = layer(stack);
         }
+        if self.access_log {
+            stack = BoxCloneSyncService::new(AccessLogLayer::new().layer(stack));
+        }
         let mut dispatcher = Dispatcher::new(self.skeletons)
             .with_codecs(&self.codecs)
             .with_service(stack);
@@ -440,6 +506,7 @@ impl Server {
             registry: None,
             announcement: Announcement::default(),
             security: security::SecuritySettings::default(),
+            access_log: false,
         }
     }
 

@@ -204,6 +204,63 @@ impl TcpTransport {
         &self.config
     }
 
+    /// A transport with what `config` says about TCP: `protocols.tcp.payload` (the frame
+    /// limit), TLS for serving when `protocols.tcp.ssl-enabled` (the `ssl.server-*`
+    /// paths) and for dialing when `ssl.client-trust-cert-collection-path` is set (with
+    /// the `ssl.client-*` identity and `ssl.server-name`). Errors name the missing key or
+    /// the file that could not be read.
+    pub fn from_config(config: &rpc_core::Config) -> Result<TcpTransport> {
+        let tcp = config.protocol("tcp");
+        let mut settings = TcpConfig::default();
+        if let Some(payload) = tcp.payload {
+            settings = settings.max_frame_len(payload);
+        }
+        let mut transport = TcpTransport::new(settings);
+        let ssl = &config.ssl;
+        if tcp.ssl_enabled == Some(true) {
+            let missing = |key: &str| {
+                rpc_core::Error::Config(format!(
+                    "protocols.tcp.ssl-enabled is true but ssl.{key} is not set"
+                ))
+            };
+            let cert = ssl
+                .server_key_cert_chain_path
+                .as_ref()
+                .ok_or_else(|| missing("server-key-cert-chain-path"))?;
+            let key = ssl
+                .server_private_key_path
+                .as_ref()
+                .ok_or_else(|| missing("server-private-key-path"))?;
+            let mut tls = crate::tls::ServerTls::from_pem_files(cert, key)?;
+            if let Some(ca) = &ssl.server_trust_cert_collection_path {
+                tls = tls.client_ca_file(ca)?;
+            }
+            transport = transport.with_server_tls(tls)?;
+        }
+        if let Some(ca) = &ssl.client_trust_cert_collection_path {
+            let mut tls = crate::tls::ClientTls::new().ca_file(ca)?;
+            match (
+                &ssl.client_key_cert_chain_path,
+                &ssl.client_private_key_path,
+            ) {
+                (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
+                (None, None) => {}
+                _ => {
+                    return Err(rpc_core::Error::Config(
+                        "ssl.client-key-cert-chain-path and ssl.client-private-key-path go \
+                         together: set both or neither"
+                            .into(),
+                    ));
+                }
+            }
+            if let Some(name) = &ssl.server_name {
+                tls = tls.server_name(name.clone());
+            }
+            transport = transport.with_client_tls(tls)?;
+        }
+        Ok(transport)
+    }
+
     /// Serves TLS only (rustls): connections are accepted through a TLS handshake within
     /// [`TcpConfig::handshake_timeout`]; a peer that fails it (a plain client, a client
     /// without the required certificate) is closed. A server on this transport announces
