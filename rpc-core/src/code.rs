@@ -30,6 +30,9 @@ pub enum Code {
     ClientError,
     /// The provider refused the call before running it (overloaded, shutting down).
     Overloaded,
+    /// The provider refused the caller: a missing or wrong token, or an address not
+    /// allowed to call the service.
+    Unauthorized,
     /// Any status this side does not know; the message says more.
     Unknown,
 }
@@ -47,6 +50,7 @@ impl Code {
             Code::ServerError => "server error",
             Code::ClientError => "client error",
             Code::Overloaded => "overloaded",
+            Code::Unauthorized => "unauthorized",
             Code::Unknown => "unknown",
         }
     }
@@ -65,6 +69,7 @@ impl Code {
             Error::ServiceNotFound { .. } | Error::MethodNotFound { .. } => Code::NotFound,
             Error::Remote { code, .. } => *code,
             Error::Rejected(_) => Code::Overloaded,
+            Error::Unauthorized(_) => Code::Unauthorized,
             Error::Handler(_) => Code::ServiceError,
             _ => Code::ServerError,
         }

@@ -108,6 +108,11 @@ pub enum Error {
     /// The call was refused before it ran (overload, shutdown, a full buffer).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// The provider refused the call before decoding its arguments: the token was missing
+    /// or wrong, or the caller's address is not allowed to call the service. Retrying
+    /// elsewhere does not help: every provider of a service shares its security settings.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// The provider abandoned the call before it finished (it shut down past its grace
     /// period); callers see it as [`Error::Remote`] with [`Code::ServerError`] and this
     /// message.
@@ -260,6 +265,7 @@ impl Error {
         match code {
             Code::Timeout => Error::Timeout(budget),
             Code::Overloaded => Error::Rejected(message),
+            Code::Unauthorized => Error::Unauthorized(message),
             _ => Error::Remote { code, message },
         }
     }
@@ -290,7 +296,9 @@ impl Error {
     /// [`Error::from_code`] rebuilds the same error instead of nesting prefixes.
     pub fn remote_message(&self) -> String {
         match self {
-            Error::Handler(message) | Error::Rejected(message) => message.clone(),
+            Error::Handler(message) | Error::Rejected(message) | Error::Unauthorized(message) => {
+                message.clone()
+            }
             Error::Remote { message, .. } => message.clone(),
             other => other.to_string(),
         }

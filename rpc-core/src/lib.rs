@@ -4,6 +4,7 @@
 pub mod client;
 mod code;
 pub mod codec;
+pub mod config;
 mod context;
 pub mod descriptor;
 mod error;
@@ -17,6 +18,7 @@ pub mod transport;
 pub use client::{Client, ClientBuilder};
 pub use code::Code;
 pub use codec::Codec;
+pub use config::Config;
 pub use context::{Attachments, Context};
 pub use descriptor::{MethodDescriptor, ServiceDescriptor};
 pub use error::{Error, MessageKind, Result, TimeoutStage};

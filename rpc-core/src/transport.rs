@@ -16,6 +16,9 @@ use tower::util::BoxCloneSyncService;
 use crate::server::Dispatcher;
 use crate::{Request, Response, Result};
 
+/// The registry URL parameter saying that a provider requires TLS (`tls=true`).
+pub const TLS_PARAM: &str = "tls";
+
 /// A connection to one provider as a tower service. Cloning is cheap and shares the
 /// underlying connection.
 pub type Channel = BoxCloneSyncService<Request, Response, crate::Error>;
@@ -25,6 +28,14 @@ pub trait Transport: Send + Sync + 'static {
     /// The protocol name providers announce in their registry URLs (`tcp`); a consumer
     /// only uses providers announced with its own transport's name.
     fn protocol(&self) -> &'static str;
+
+    /// True when this transport encrypts its connections (TLS). A server on it announces
+    /// [`TLS_PARAM`]`=true` in its registry URLs; a consumer uses only providers whose TLS
+    /// setting matches its transport's, so a TLS consumer never falls back to plain text
+    /// and a plain one never dials a TLS port.
+    fn tls(&self) -> bool {
+        false
+    }
 
     /// A channel to the provider at `address` (`host:port`).
     ///

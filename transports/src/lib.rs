@@ -3,6 +3,7 @@
 
 mod error;
 pub mod tcp;
+pub mod tls;
 
 pub use error::Error;
 pub use tcp::{TcpConfig, TcpTransport};

@@ -321,6 +321,7 @@ pub struct ClientBuilder<S = Client> {
     breaker: Option<BreakerConfig>,
     descriptor: Option<&'static ServiceDescriptor>,
     stats: Option<Stats>,
+    token: Option<String>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -351,6 +352,7 @@ impl<S: FromClient> ClientBuilder<S> {
             breaker: None,
             descriptor: None,
             stats: Some(Stats::global().clone()),
+            token: None,
             stub: PhantomData,
         }
     }
@@ -576,6 +578,56 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
+    /// Takes what `config` says about consumers, for this builder's service: the
+    /// `[consumer]` defaults (`timeout`, `retries`, `loadbalance`, `cluster`,
+    /// `serialization`), `application.name`, then the service's own section
+    /// (`[services."NAME"]`: `version`, `timeout`, `retries`, `loadbalance`, `cluster`).
+    /// Calls made on the builder afterwards override it; a method's `#[rpc(...)]`
+    /// attribute overrides both. The transport and registry are built from the same
+    /// config by their crates. Fails with [`Error::Config`] on an unknown cluster mode
+    /// or serialization (an unknown balancer fails [`ClientBuilder::build`]).
+    pub fn config(mut self, config: &crate::Config) -> Result<ClientBuilder<S>> {
+        if let Some(name) = &config.application.name {
+            self = self.application(name.clone());
+        }
+        let consumer = &config.consumer;
+        if let Some(name) = &consumer.serialization {
+            let codec = name.parse().map_err(|error: Error| {
+                Error::Config(format!("consumer.serialization: {}", error_text(&error)))
+            })?;
+            self = self.codec(codec);
+        }
+        let service = config.service(&self.service).cloned().unwrap_or_default();
+        if let Some(version) = service.version {
+            self = self.version(version);
+        }
+        let timeout = service.timeout.or(consumer.timeout);
+        if let Some(ms) = timeout {
+            self = self.timeout(Duration::from_millis(ms));
+        }
+        if let Some(retries) = service.retries.or(consumer.retries) {
+            self = self.retries(retries);
+        }
+        if let Some(name) = service.loadbalance.or(consumer.loadbalance.clone()) {
+            self = self.load_balance_by_name(name);
+        }
+        if let Some(name) = service.cluster.or(consumer.cluster.clone()) {
+            let mode = name.parse().map_err(|error: Error| {
+                Error::Config(format!("consumer.cluster: {}", error_text(&error)))
+            })?;
+            self = self.cluster(mode);
+        }
+        Ok(self)
+    }
+
+    /// The token to send to providers that require one (Dubbo's `token` attachment), for
+    /// clients given addresses instead of a registry. A registry-fed client needs none: it
+    /// sends each provider the token that provider announced, over this one.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder<S> {
+        self.token = Some(token.into());
+        self
+    }
+
     /// Builds the client. Connections open lazily, on the first call.
     ///
     /// Fails with [`Error::Config`] when the providers are missing, or when a method names
@@ -614,6 +666,7 @@ impl<S: FromClient> ClientBuilder<S> {
                     codec: self.codec,
                     application: self.application.clone(),
                     cache_file: self.registry_cache.clone(),
+                    tls: transport.tls(),
                 };
                 let connector = Connector::new(transport).with_layers(self.provider_layers);
                 Arc::new(RegistryDirectory::start(registry, discovery, connector))
@@ -690,6 +743,9 @@ impl<S: FromClient> ClientBuilder<S> {
         });
         // Providers key per-application limits on it (Dubbo's `remote.application`).
         let mut attachments = Attachments::new();
+        if let Some(token) = self.token {
+            attachments.insert(crate::server::security::TOKEN_KEY, token);
+        }
         if !self.application.is_empty() {
             attachments.insert(
                 crate::limit::APPLICATION_ATTACHMENT,
@@ -713,5 +769,13 @@ impl<S: FromClient> ClientBuilder<S> {
             attachments,
         };
         Ok(S::from_client(client))
+    }
+}
+
+/// The message of a configuration error without its `invalid configuration: ` prefix.
+fn error_text(error: &Error) -> String {
+    match error {
+        Error::Config(message) => message.clone(),
+        other => other.to_string(),
     }
 }

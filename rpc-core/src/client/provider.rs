@@ -40,6 +40,8 @@ pub struct Provider {
     pub start: Option<SystemTime>,
     /// The (lazily connected) channel to it, inside the client's provider layers.
     pub channel: Channel,
+    /// The token the provider announced (its URL's `token`), sent with every call to it.
+    pub(crate) token: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -63,6 +65,7 @@ impl Provider {
             stats: Arc::default(),
             start: None,
             channel,
+            token: None,
         }
     }
 
@@ -81,6 +84,9 @@ impl Provider {
 
     /// The same provider with `metadata`.
     pub fn with_metadata(mut self, metadata: BTreeMap<String, String>) -> Provider {
+        self.token = metadata
+            .get(crate::server::security::TOKEN_PARAM)
+            .map(|token| Arc::from(token.as_str()));
         self.metadata = Arc::new(metadata);
         self
     }
@@ -91,7 +97,14 @@ impl Provider {
     ///
     /// The future borrows the provider (the cluster holds the provider list for the whole
     /// call): no reference count of the shared statistics is touched per call.
-    pub fn call(&self, request: Request) -> impl Future<Output = Result<Response>> + Send + '_ {
+    pub fn call(&self, mut request: Request) -> impl Future<Output = Result<Response>> + Send + '_ {
+        if let Some(token) = &self.token {
+            // The provider's own token, even over one the caller set: each provider of a
+            // service may have drawn its own.
+            request
+                .attachments
+                .insert(crate::server::security::TOKEN_KEY, &**token);
+        }
         // A first attempt starts when the request was made (its deadline minus its budget):
         // one clock read per call saved on the hot path.
         let started = match request.attempt {

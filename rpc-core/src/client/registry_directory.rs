@@ -42,6 +42,9 @@ pub struct Discovery {
     /// Where the last good provider list is kept; `None`: a file under the system's
     /// temporary directory named after the registry and the service.
     pub cache_file: Option<PathBuf>,
+    /// Whether the consumer's transport speaks TLS ([`crate::Transport::tls`]): only
+    /// providers announcing the same ([`crate::transport::TLS_PARAM`]) are used.
+    pub tls: bool,
 }
 
 impl Discovery {
@@ -54,6 +57,7 @@ impl Discovery {
             codec: Codec::default(),
             application: String::new(),
             cache_file: None,
+            tls: false,
         }
     }
 
@@ -63,6 +67,7 @@ impl Discovery {
             && url.scheme() == self.protocol
             && url.service() == &*self.service
             && url.version() == &*self.version
+            && (url.param(crate::transport::TLS_PARAM) == Some("true")) == self.tls
             && url
                 .serializations()
                 .is_none_or(|mut codecs| codecs.any(|c| c == self.codec.name()))
@@ -321,6 +326,9 @@ fn describe(mut provider: Provider, url: &ProviderUrl) -> Provider {
     provider.start = url.start();
     if provider.metadata.as_ref() != url.params() {
         provider.metadata = Arc::new(url.params().clone());
+        provider.token = url
+            .param(crate::server::security::TOKEN_PARAM)
+            .map(Arc::from);
     }
     provider
 }

@@ -175,6 +175,9 @@ impl<R: Reply> Session<R> {
         let method = self
             .dispatcher
             .resolve(call.service, call.version, call.method)?;
+        if let Some(security) = &self.dispatcher.security {
+            security.admits_call(method.service().name, call.method, &call.context)?;
+        }
         Ok(ServerRequest {
             method,
             context: call.context,

@@ -22,6 +22,8 @@ pub(crate) struct Announcement {
     /// The host consumers should dial; `None`: the bound address, or this host's
     /// outward address when bound to all interfaces.
     pub(crate) host: Option<String>,
+    /// The provider's timeout (`provider.timeout`), announced as Dubbo does.
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 impl Announcement {
@@ -62,6 +64,9 @@ impl Announcement {
                 }
                 if let Some(weight) = self.weight {
                     url = url.with_param("weight", &weight.to_string());
+                }
+                if let Some(timeout) = self.timeout_ms {
+                    url = url.with_param("timeout", &timeout.to_string());
                 }
                 url
             })

@@ -33,14 +33,14 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::transport::IdMap;
 use rpc_core::{Code, Error, Request, Response, Result};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use super::conn::{Activity, Outbox, keepalive, until_cancelled, write_loop};
+use super::conn::{Activity, Outbox, Sink, keepalive, until_cancelled, write_loop};
 use super::frame::{
     FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header, Incoming, SkippingDecoder, codec_for_id,
     not_this_protocol, serialization_id,
@@ -276,6 +276,35 @@ impl CallTable {
     }
 }
 
+/// Connects to `address`, from `local_ip` when given.
+async fn dial(address: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local_ip) = local_ip else {
+        return TcpStream::connect(address).await;
+    };
+    let mut last_error = None;
+    for remote in tokio::net::lookup_host(address).await? {
+        if remote.is_ipv4() != local_ip.is_ipv4() {
+            continue;
+        }
+        let socket = if remote.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local_ip, 0))?;
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("no address of the same family as {local_ip}"),
+        )
+    }))
+}
+
 /// One open TCP connection to a provider, multiplexing many calls.
 pub(crate) struct ClientConnection {
     peer: Arc<str>,
@@ -287,7 +316,7 @@ pub(crate) struct ClientConnection {
 
 impl ClientConnection {
     async fn open(address: &str, config: &TcpConfig) -> Result<Arc<ClientConnection>> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
+        let stream = tokio::time::timeout(config.connect_timeout, dial(address, config.local_ip))
             .await
             .map_err(|_| {
                 Error::unavailable(
@@ -302,7 +331,34 @@ impl ClientConnection {
         stream
             .set_nodelay(true)
             .map_err(|e| Error::unavailable(format!("set TCP_NODELAY on {address}"), Some(e)))?;
-        let (read, write) = stream.into_split();
+        let (read, write): (Box<dyn AsyncRead + Send + Unpin>, Sink) = match &config.client_tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Sink::Plain(write))
+            }
+            Some(tls) => {
+                let name = crate::tls::server_name_for(address, tls.server_name.as_deref())?;
+                let stream = tokio::time::timeout(
+                    config.connect_timeout,
+                    tls.connector.connect(name, stream),
+                )
+                .await
+                .map_err(|_| {
+                    Error::unavailable(
+                        format!(
+                            "TLS handshake with {address} timed out after {:?}",
+                            config.connect_timeout
+                        ),
+                        None,
+                    )
+                })?
+                .map_err(|e| {
+                    Error::unavailable(format!("TLS handshake with {address} failed"), Some(e))
+                })?;
+                let (read, write) = tokio::io::split(stream);
+                (Box::new(read), Sink::stream(write))
+            }
+        };
         let activity = Arc::new(Activity::new());
         let in_flight = Arc::new(AtomicUsize::new(0));
         let probe = in_flight.clone();
@@ -363,7 +419,12 @@ impl ClientConnection {
         Ok(connection)
     }
 
-    async fn read_loop(self: &Arc<Self>, read: OwnedReadHalf, activity: Arc<Activity>, limit: u32) {
+    async fn read_loop(
+        self: &Arc<Self>,
+        read: Box<dyn AsyncRead + Send + Unpin>,
+        activity: Arc<Activity>,
+        limit: u32,
+    ) {
         let mut frames =
             FramedRead::with_capacity(read, SkippingDecoder::new(limit, false), 64 * 1024);
         while let Some(frame) = frames.next().await {
@@ -448,12 +509,13 @@ impl ClientConnection {
             },
             Some(Code::Timeout) => Err(Error::timeout_in_handler(waiter.budget, &*self.peer)),
             Some(code) => {
-                let message = String::from_utf8_lossy(&frame.body).into_owned();
-                match request_too_large(code, &message) {
+                let message = String::from_utf8_lossy(&frame.body);
+                let (code, message) = super::status::read_message(code, &message);
+                match request_too_large(code, message) {
                     Some((size, limit)) => {
                         Err(Error::request_too_large(size, limit, MAX_FRAME_LEN_SETTING))
                     }
-                    None => Err(Error::from_code(code, message, waiter.budget)),
+                    None => Err(Error::from_code(code, message.to_owned(), waiter.budget)),
                 }
             }
         };

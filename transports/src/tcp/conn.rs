@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -27,6 +28,22 @@ pub(crate) const SHRINK_ABOVE: usize = 1024 * 1024;
 /// Reads how many calls on a connection will put a frame in its outbox soon (client:
 /// calls awaiting answers; server: calls running). The call table owns that count.
 pub(crate) type InFlightProbe = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// Where a connection's bytes go: the socket itself, or a stream over it (TLS).
+pub(crate) enum Sink {
+    /// A plain socket: any task may write to it directly (`try_write` through `&self`).
+    Plain(OwnedWriteHalf),
+    /// A stream that needs `&mut` to write (TLS encrypts as it goes); only the writer task
+    /// writes to it, so the lock is never contended.
+    Stream(tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>),
+}
+
+impl Sink {
+    /// A sink over an encrypting (or any other) stream.
+    pub(crate) fn stream(stream: impl AsyncWrite + Send + Unpin + 'static) -> Sink {
+        Sink::Stream(tokio::sync::Mutex::new(Box::new(stream)))
+    }
+}
 
 /// Frames waiting to be written.
 ///
@@ -68,14 +85,14 @@ struct OutboxState {
     /// Bytes of the batch the writer task took last (0 once it found nothing to take).
     writing: usize,
     /// The socket, shared with the writer task; dropped (sending FIN) when it ends.
-    socket: Option<Arc<OwnedWriteHalf>>,
+    socket: Option<Arc<Sink>>,
 }
 
 impl Outbox {
     pub(crate) fn new(
         limit: usize,
         stall_timeout: Duration,
-        socket: OwnedWriteHalf,
+        socket: Sink,
         activity: Arc<Activity>,
         in_flight: InFlightProbe,
         ended: CancellationToken,
@@ -165,6 +182,7 @@ impl Outbox {
             // WouldBlock, an error) is left to it, in order.
             if alone
                 && let Some(socket) = &state.socket
+                && let Sink::Plain(socket) = &**socket
                 && let Ok(written) = socket.try_write(&state.buf)
             {
                 state.buf.advance(written);
@@ -224,6 +242,12 @@ pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
         return Ok(());
     };
     let result = write_batches(&outbox, &socket).await;
+    if let Sink::Stream(stream) = &*socket {
+        // TLS says goodbye (close_notify) before the socket closes, so the peer can tell
+        // an orderly end from a truncation.
+        let mut stream = stream.lock().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    }
     {
         let mut state = outbox.lock();
         state.socket = None;
@@ -237,7 +261,7 @@ pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
     result
 }
 
-async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Result<()> {
+async fn write_batches(outbox: &Outbox, socket: &Sink) -> std::io::Result<()> {
     let mut batch = BytesMut::with_capacity(BUFFER_CAPACITY);
     loop {
         // When other calls are in flight their frames are about to follow: step back so
@@ -265,7 +289,12 @@ async fn write_batches(outbox: &Outbox, socket: &OwnedWriteHalf) -> std::io::Res
             outbox.wake.notified().await;
             continue;
         }
-        write_all(socket, &batch, outbox.stall_timeout).await?;
+        match socket {
+            Sink::Plain(socket) => write_all(socket, &batch, outbox.stall_timeout).await?,
+            Sink::Stream(stream) => {
+                write_stream(&mut **stream.lock().await, &batch, outbox.stall_timeout).await?
+            }
+        }
         outbox.activity.wrote();
         // Only a reader paused at the limit waits on `drained`; wake it when this write
         // may have taken the outbox below the limit.
@@ -307,6 +336,32 @@ async fn write_all(
         }
     }
     Ok(())
+}
+
+/// `write_all` and `flush` on a stream, failing like [`write_all`] when it accepts nothing
+/// for `stall_timeout`.
+async fn write_stream(
+    stream: &mut (dyn AsyncWrite + Send + Unpin),
+    mut bytes: &[u8],
+    stall_timeout: Duration,
+) -> std::io::Result<()> {
+    let stalled = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("peer read nothing for {stall_timeout:?}"),
+        )
+    };
+    while !bytes.is_empty() {
+        match tokio::time::timeout(stall_timeout, stream.write(bytes)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(written)) => bytes = &bytes[written..],
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(stalled()),
+        }
+    }
+    tokio::time::timeout(stall_timeout, stream.flush())
+        .await
+        .map_err(|_| stalled())?
 }
 
 /// When the connection last read and wrote, for heartbeats and idle detection.

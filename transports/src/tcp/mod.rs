@@ -59,6 +59,40 @@ pub struct TcpConfig {
     /// The listen backlog of a server socket (default 4096; the kernel caps it at
     /// `net.core.somaxconn`).
     pub backlog: u32,
+    /// The local address a client's connections leave from (default: the system picks),
+    /// for hosts with several addresses where a provider's IP rules tell them apart.
+    pub local_ip: Option<std::net::IpAddr>,
+    /// TLS of accepted connections ([`TcpTransport::with_server_tls`]).
+    pub(crate) server_tls: Option<ServerTlsState>,
+    /// TLS of opened connections ([`TcpTransport::with_client_tls`]).
+    pub(crate) client_tls: Option<ClientTlsState>,
+}
+
+/// A server's TLS acceptor.
+#[derive(Clone)]
+pub(crate) struct ServerTlsState {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+}
+
+/// A client's TLS connector and the name it checks certificates against.
+#[derive(Clone)]
+pub(crate) struct ClientTlsState {
+    pub(crate) connector: tokio_rustls::TlsConnector,
+    pub(crate) server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ServerTlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+impl std::fmt::Debug for ClientTlsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TcpConfig {
@@ -75,6 +109,9 @@ impl Default for TcpConfig {
             write_stall_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             backlog: 4096,
+            local_ip: None,
+            server_tls: None,
+            client_tls: None,
         }
     }
 }
@@ -124,6 +161,12 @@ impl TcpConfig {
         self
     }
 
+    /// Sets the local address client connections leave from.
+    pub fn local_ip(mut self, ip: std::net::IpAddr) -> TcpConfig {
+        self.local_ip = Some(ip);
+        self
+    }
+
     /// Sets the listen backlog of server sockets.
     pub fn backlog(mut self, backlog: u32) -> TcpConfig {
         self.backlog = backlog;
@@ -160,6 +203,90 @@ impl TcpTransport {
     pub fn config(&self) -> &TcpConfig {
         &self.config
     }
+
+    /// A transport with what `config` says about TCP: `protocols.tcp.payload` (the frame
+    /// limit), TLS for serving when `protocols.tcp.ssl-enabled` (the `ssl.server-*`
+    /// paths) and for dialing when `ssl.client-trust-cert-collection-path` is set (with
+    /// the `ssl.client-*` identity and `ssl.server-name`). Errors name the missing key or
+    /// the file that could not be read.
+    pub fn from_config(config: &rpc_core::Config) -> Result<TcpTransport> {
+        let tcp = config.protocol("tcp");
+        let mut settings = TcpConfig::default();
+        if let Some(payload) = tcp.payload {
+            settings = settings.max_frame_len(payload);
+        }
+        let mut transport = TcpTransport::new(settings);
+        let ssl = &config.ssl;
+        if tcp.ssl_enabled == Some(true) {
+            let missing = |key: &str| {
+                rpc_core::Error::Config(format!(
+                    "protocols.tcp.ssl-enabled is true but ssl.{key} is not set"
+                ))
+            };
+            let cert = ssl
+                .server_key_cert_chain_path
+                .as_ref()
+                .ok_or_else(|| missing("server-key-cert-chain-path"))?;
+            let key = ssl
+                .server_private_key_path
+                .as_ref()
+                .ok_or_else(|| missing("server-private-key-path"))?;
+            let mut tls = crate::tls::ServerTls::from_pem_files(cert, key)?;
+            if let Some(ca) = &ssl.server_trust_cert_collection_path {
+                tls = tls.client_ca_file(ca)?;
+            }
+            transport = transport.with_server_tls(tls)?;
+        }
+        if let Some(ca) = &ssl.client_trust_cert_collection_path {
+            let mut tls = crate::tls::ClientTls::new().ca_file(ca)?;
+            match (
+                &ssl.client_key_cert_chain_path,
+                &ssl.client_private_key_path,
+            ) {
+                (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
+                (None, None) => {}
+                _ => {
+                    return Err(rpc_core::Error::Config(
+                        "ssl.client-key-cert-chain-path and ssl.client-private-key-path go \
+                         together: set both or neither"
+                            .into(),
+                    ));
+                }
+            }
+            if let Some(name) = &ssl.server_name {
+                tls = tls.server_name(name.clone());
+            }
+            transport = transport.with_client_tls(tls)?;
+        }
+        Ok(transport)
+    }
+
+    /// Serves TLS only (rustls): connections are accepted through a TLS handshake within
+    /// [`TcpConfig::handshake_timeout`]; a peer that fails it (a plain client, a client
+    /// without the required certificate) is closed. A server on this transport announces
+    /// `tls=true` in its registry URLs. For plain and TLS side by side, serve on two
+    /// transports (two ports). Fails with [`rpc_core::Error::Config`] when the
+    /// certificate and key do not fit together.
+    pub fn with_server_tls(mut self, tls: crate::tls::ServerTls) -> Result<TcpTransport> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_config()?);
+        Arc::make_mut(&mut self.config).server_tls = Some(ServerTlsState { acceptor });
+        Ok(self)
+    }
+
+    /// Opens every connection through a TLS handshake (rustls), checking the provider's
+    /// certificate against the CA bundle and its name (the host of the provider's address,
+    /// or [`crate::tls::ClientTls::server_name`]). A consumer on this transport uses only
+    /// providers announcing `tls=true`.
+    pub fn with_client_tls(mut self, tls: crate::tls::ClientTls) -> Result<TcpTransport> {
+        let connector = tokio_rustls::TlsConnector::from(tls.rustls_config()?);
+        let server_name = tls.server_name_override().map(str::to_owned);
+        Arc::make_mut(&mut self.config).client_tls = Some(ClientTlsState {
+            connector,
+            server_name,
+        });
+        self.endpoints = Arc::default();
+        Ok(self)
+    }
 }
 
 impl Transport for TcpTransport {
@@ -167,11 +294,22 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
+    fn tls(&self) -> bool {
+        self.config.server_tls.is_some() || self.config.client_tls.is_some()
+    }
+
     /// A channel to `address`, which must be `host:port` (`[v6]:port` for IPv6 literals);
     /// anything else is an [`rpc_core::Error::Config`] naming it, so a client builder
     /// refuses it before the first call.
     fn connect(&self, address: &str) -> Result<Channel> {
         check_address(address)?;
+        if self.config.server_tls.is_some() && self.config.client_tls.is_none() {
+            return Err(rpc_core::Error::Config(
+                "this transport serves TLS but has no client TLS settings to dial providers \
+                 with; call TcpTransport::with_client_tls"
+                    .into(),
+            ));
+        }
         Ok(BoxCloneSyncService::new(
             self.endpoints.channel(address, &self.config),
         ))

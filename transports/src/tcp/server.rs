@@ -13,12 +13,13 @@ use futures_util::future::BoxFuture;
 use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
 use rpc_core::transport::Listener;
 use rpc_core::{Context, Error, Response, Result};
+use tokio::io::AsyncRead;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::conn::{Activity, BUFFER_CAPACITY, Outbox, SHRINK_ABOVE, keepalive, write_loop};
+use super::conn::{Activity, BUFFER_CAPACITY, Outbox, SHRINK_ABOVE, Sink, keepalive, write_loop};
 use super::frame::{
     FLAG_EVENT, Frame, Header, Incoming, SkippingDecoder, codec_for_id, not_this_protocol,
     serialization_id, starts_with_whole_frame,
@@ -41,6 +42,7 @@ static UNREADABLE_FRAMES: RateLimited = RateLimited::new();
 static OVERSIZED_REQUESTS: RateLimited = RateLimited::new();
 static REFUSED_CONNECTIONS: RateLimited = RateLimited::new();
 static FAILED_ACCEPTS: RateLimited = RateLimited::new();
+static FAILED_HANDSHAKES: RateLimited = RateLimited::new();
 
 struct Shared {
     config: Arc<TcpConfig>,
@@ -138,6 +140,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => accepted,
         };
         match accepted {
+            Ok((_, peer)) if !shared.dispatcher.admits_connection(peer) => {
+                // Refused by the server's IP rules (counted and logged by the dispatcher);
+                // dropping the stream closes it before a byte is read.
+            }
             Ok((stream, peer)) => {
                 let Some(slot) = shared.slots.admit(&shared.closing) else {
                     REFUSED_CONNECTIONS.warn(|held_back| {
@@ -278,7 +284,7 @@ impl ServerConnection {
     }
 
     fn respond_error(&self, request_id: u64, serialization: u8, error: &Error) {
-        let message = error.remote_message();
+        let message = super::status::wire_message(error.code(), error.remote_message());
         self.respond(
             request_id,
             serialization,
@@ -330,7 +336,34 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let config = shared.config.clone();
-    let (read, write) = stream.into_split();
+    let (read, write): (Box<dyn AsyncRead + Send + Unpin>, Sink) = match &config.server_tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (Box::new(read), Sink::Plain(write))
+        }
+        Some(tls) => {
+            let handshake = tokio::select! {
+                _ = slot.slot.stop.cancelled() => return,
+                handshake = tokio::time::timeout(config.handshake_timeout, tls.acceptor.accept(stream)) => handshake,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let (read, write) = tokio::io::split(stream);
+                    (Box::new(read), Sink::stream(write))
+                }
+                Ok(Err(error)) => {
+                    FAILED_HANDSHAKES.warn(|held_back| {
+                        tracing::warn!(%peer, %error, held_back, "TLS handshake failed, closing");
+                    });
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, window = ?config.handshake_timeout, "no TLS handshake within the window, closing");
+                    return;
+                }
+            }
+        }
+    };
     let activity = Arc::new(Activity::new());
     let mut session: Session<TcpReply> = shared.dispatcher.session();
     let connection = Arc::new(ServerConnection {

@@ -6,6 +6,11 @@
 
 use rpc_core::Code;
 
+/// Dubbo has no status for a refused caller (a bad token, a denied address): it answers
+/// 40, bad request, with a message. Ours starts with this, by which a caller tells the
+/// refusal from other bad requests and rebuilds [`rpc_core::Error::Unauthorized`].
+pub const UNAUTHORIZED_PREFIX: &str = "unauthorized: ";
+
 /// The status byte of a response frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -84,6 +89,7 @@ impl Status {
             Code::ServiceError => Status::ServiceError,
             Code::ClientError => Status::ClientError,
             Code::Overloaded => Status::ServerOverloaded,
+            Code::Unauthorized => Status::BadRequest,
             _ => Status::ServerError,
         }
     }
@@ -103,6 +109,24 @@ impl Status {
             Status::ServerOverloaded => Code::Overloaded,
             Status::Other(_) => Code::Unknown,
         })
+    }
+}
+
+/// The message a provider sends with an error of `code`: refusals of the caller get
+/// [`UNAUTHORIZED_PREFIX`].
+pub fn wire_message(code: Code, message: String) -> String {
+    match code {
+        Code::Unauthorized => format!("{UNAUTHORIZED_PREFIX}{message}"),
+        _ => message,
+    }
+}
+
+/// What a caller reads from an error answer: `code` as [`Status::to_code`] gave it, made
+/// [`Code::Unauthorized`] (with the prefix taken off the message) for a refusal.
+pub fn read_message(code: Code, message: &str) -> (Code, &str) {
+    match message.strip_prefix(UNAUTHORIZED_PREFIX) {
+        Some(rest) if code == Code::BadRequest => (Code::Unauthorized, rest),
+        _ => (code, message),
     }
 }
 
@@ -153,5 +177,25 @@ mod tests {
             assert_eq!(Status::for_code(code).to_code(), Some(code));
         }
         assert_eq!(Status::from_byte(7).to_code(), Some(Code::Unknown));
+    }
+
+    #[test]
+    fn refusals_travel_as_bad_requests_with_a_prefix() {
+        let status = Status::for_code(Code::Unauthorized);
+        assert_eq!(status.byte(), 40);
+        let message = wire_message(Code::Unauthorized, "missing token".into());
+        let code = status.to_code().unwrap();
+        assert_eq!(
+            read_message(code, &message),
+            (Code::Unauthorized, "missing token")
+        );
+        assert_eq!(
+            read_message(Code::BadRequest, "bad head"),
+            (Code::BadRequest, "bad head")
+        );
+        assert_eq!(
+            read_message(Code::ServiceError, &message),
+            (Code::ServiceError, message.as_str())
+        );
     }
 }
