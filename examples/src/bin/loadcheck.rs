@@ -213,9 +213,7 @@ fn summarize(
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let at = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies
-            .get(at)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        latencies.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
         "calls={sent} ok={ok} failed={failed} lost={lost} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",

@@ -115,9 +115,7 @@ async fn run() -> Result<(), String> {
         }
         None => None,
     };
-    server
-        .run_until(examples::stop_signal())
-        .await;
+    server.run_until(examples::stop_signal()).await;
     // Not println!: a closed stdout (the parent went away) must not turn a clean stop
     // into a panic.
     let _ = writeln!(std::io::stdout(), "stopped");
