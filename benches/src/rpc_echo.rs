@@ -25,11 +25,22 @@ impl Echo for EchoImpl {
 
 /// Binds `addr` and serves [`EchoImpl`] on it; the returned future runs the server.
 pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
-    let server = rpc_core::Server::builder()
+    serve_counted(addr, true).await
+}
+
+/// [`serve`], counting calls in the statistics (the default) or not (`stats == false`), to
+/// measure what counting costs.
+pub async fn serve_counted(
+    addr: &str,
+    stats: bool,
+) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
+    let mut builder = rpc_core::Server::builder()
         .transport(TcpTransport::default())
-        .add_service(EchoServer::new(EchoImpl))
-        .bind(addr)
-        .await?;
+        .add_service(EchoServer::new(EchoImpl));
+    if !stats {
+        builder = builder.without_stats();
+    }
+    let server = builder.bind(addr).await?;
     let local = server.local_addr();
     Ok((local, server.run_until(std::future::pending())))
 }
@@ -37,12 +48,20 @@ pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Outp
 /// A client of the echo service at `addr`: one multiplexed connection shared by all clones,
 /// bincode, 5 s timeout.
 pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
+    client_counted(addr, true)
+}
+
+/// [`client`], counting calls in the statistics (the default) or not.
+pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoClient> {
+    let builder = EchoClient::builder()
         .transport(TcpTransport::default())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5))
-        .build()
+        .timeout(Duration::from_secs(5));
+    match stats {
+        true => builder.build(),
+        false => builder.without_stats().build(),
+    }
 }
 
 /// Echo calls straight on the transport's channel, without the consumer stack: no

@@ -31,8 +31,9 @@ const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
-/// directly, to measure what the stack costs.
-const EXTRA_SYSTEMS: [&str; 1] = ["rpc-bare"];
+/// directly, to measure what the stack costs; `rpc-nostats` is `rpc` with the call
+/// statistics (the admin endpoint's numbers) switched off on both sides.
+const EXTRA_SYSTEMS: [&str; 2] = ["rpc-bare", "rpc-nostats"];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
                      [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
@@ -167,8 +168,8 @@ fn run_server(options: &Options) -> Result<(), String> {
     let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
-            "rpc" | "rpc-bare" => {
-                let (addr, serve) = rpc_echo::serve(&options.addr)
+            "rpc" | "rpc-bare" | "rpc-nostats" => {
+                let (addr, serve) = rpc_echo::serve_counted(&options.addr, system != "rpc-nostats")
                     .await
                     .map_err(|e| format!("rpc bind: {e}"))?;
                 announce(addr)?;
@@ -372,6 +373,11 @@ async fn bench_system(
     match system {
         "rpc" => {
             let client = rpc_echo::client(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "rpc-nostats" => {
+            let client =
+                rpc_echo::client_counted(addr, false).map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
         "rpc-bare" => {
