@@ -25,7 +25,7 @@ impl Echo for EchoImpl {
 
 /// Binds `addr` and serves [`EchoImpl`] on it; the returned future runs the server.
 pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
-    serve_with(addr, Limits::None).await
+    serve_with(addr, Limits::None, true).await
 }
 
 /// Which limits an echo server enforces (to measure what they cost).
@@ -40,16 +40,21 @@ pub enum Limits {
     Redis(String),
 }
 
-/// [`serve`] with `limits` on the echo method.
+/// [`serve`] with `limits` on the echo method, counting calls in the statistics (the
+/// default) or not (`stats == false`), to measure what each costs.
 pub async fn serve_with(
     addr: &str,
     limits: Limits,
+    stats: bool,
 ) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
     use rpc_core::limit::{RateLimit, Rule, Scope};
     let echo = Scope::Method(ECHO_DESCRIPTOR.name.into(), "echo".into());
     let mut builder = rpc_core::Server::builder()
         .transport(TcpTransport::default())
         .add_service(EchoServer::new(EchoImpl));
+    if !stats {
+        builder = builder.without_stats();
+    }
     match limits {
         Limits::None => {}
         Limits::Local => {
@@ -76,12 +81,20 @@ pub async fn serve_with(
 /// A client of the echo service at `addr`: one multiplexed connection shared by all clones,
 /// bincode, 5 s timeout.
 pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
+    client_counted(addr, true)
+}
+
+/// [`client`], counting calls in the statistics (the default) or not.
+pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoClient> {
+    let builder = EchoClient::builder()
         .transport(TcpTransport::default())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5))
-        .build()
+        .timeout(Duration::from_secs(5));
+    match stats {
+        true => builder.build(),
+        false => builder.without_stats().build(),
+    }
 }
 
 /// [`client`] with a circuit breaker (default settings; it stays closed).

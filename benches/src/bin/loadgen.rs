@@ -31,11 +31,18 @@ const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
-/// directly, to measure what the stack costs. `rpc-limited` is `rpc` with a rate limit and
-/// an `executes` cap that never trigger, `rpc-breaker` with a client circuit breaker that
-/// stays closed, `rpc-redis` with a Redis-shared rate limit that never triggers (the
-/// Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`).
-const EXTRA_SYSTEMS: [&str; 4] = ["rpc-bare", "rpc-limited", "rpc-breaker", "rpc-redis"];
+/// directly, to measure what the stack costs; `rpc-nostats` is `rpc` with the call
+/// statistics (the admin endpoint's numbers) switched off on both sides. `rpc-limited`
+/// is `rpc` with a rate limit and an `executes` cap that never trigger, `rpc-breaker` with
+/// a client circuit breaker that stays closed, `rpc-redis` with a Redis-shared rate limit
+/// that never triggers (the Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`).
+const EXTRA_SYSTEMS: [&str; 5] = [
+    "rpc-bare",
+    "rpc-nostats",
+    "rpc-limited",
+    "rpc-breaker",
+    "rpc-redis",
+];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
                      [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
@@ -170,7 +177,7 @@ fn run_server(options: &Options) -> Result<(), String> {
     let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
-            "rpc" | "rpc-bare" | "rpc-breaker" | "rpc-limited" | "rpc-redis" => {
+            "rpc" | "rpc-bare" | "rpc-nostats" | "rpc-breaker" | "rpc-limited" | "rpc-redis" => {
                 let limits = match system.as_str() {
                     "rpc-limited" => rpc_echo::Limits::Local,
                     "rpc-redis" => rpc_echo::Limits::Redis(
@@ -179,7 +186,7 @@ fn run_server(options: &Options) -> Result<(), String> {
                     ),
                     _ => rpc_echo::Limits::None,
                 };
-                let (addr, serve) = rpc_echo::serve_with(&options.addr, limits)
+                let (addr, serve) = rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
                     .await
                     .map_err(|e| format!("rpc bind: {e}"))?;
                 announce(addr)?;
@@ -388,6 +395,11 @@ async fn bench_system(
         "rpc-breaker" => {
             let client =
                 rpc_echo::client_with_breaker(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "rpc-nostats" => {
+            let client =
+                rpc_echo::client_counted(addr, false).map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
         "rpc-bare" => {
