@@ -338,12 +338,18 @@ impl ServerBuilder {
                 .iter()
                 .flat_map(|skeleton| skeleton.descriptor().methods),
         );
-        let mut stack: ProviderService = BoxCloneSyncService::new(Dispatch::new());
-        for layer in self.layers.iter().rev() {
-            stack = layer(stack);
-        }
-        // Outermost: a call over a limit is refused before any user layer sees it.
-        let stack = BoxCloneSyncService::new(LimitLayer::new(self.limits.clone()).layer(stack));
+        // Outermost: a call over a limit is refused before any user layer sees it. Without
+        // user layers it wraps `Dispatch` directly: no box more per call than before.
+        let limit = LimitLayer::new(self.limits.clone());
+        let stack: ProviderService = if self.layers.is_empty() {
+            BoxCloneSyncService::new(limit.layer(Dispatch::new()))
+        } else {
+            let mut stack: ProviderService = BoxCloneSyncService::new(Dispatch::new());
+            for layer in self.layers.iter().rev() {
+                stack = layer(stack);
+            }
+            BoxCloneSyncService::new(limit.layer(stack))
+        };
         let dispatcher = Dispatcher::new(self.skeletons)
             .with_codecs(&self.codecs)
             .with_service(stack);
