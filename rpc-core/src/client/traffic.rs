@@ -2,7 +2,7 @@
 //! circuit breakers, all reached through [`Traffic`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::time::Instant;
@@ -35,6 +35,8 @@ struct Inner {
     breaker: RwLock<Option<BreakerConfig>>,
     /// A breaker is configured: every attempt goes through [`Traffic::call`].
     watching: AtomicBool,
+    /// Breakers open or half-open: while 0 the cluster has nothing to skip.
+    not_closed: Arc<AtomicUsize>,
     /// Per provider address, per method (descriptor address): breaker and actives.
     guards: RwLock<HashMap<Arc<str>, MethodGuards>>,
 }
@@ -57,6 +59,7 @@ impl Traffic {
                 limits,
                 watching: AtomicBool::new(breaker.is_some()),
                 breaker: RwLock::new(breaker),
+                not_closed: Arc::default(),
                 guards: RwLock::default(),
             }),
         }
@@ -172,6 +175,9 @@ impl Traffic {
     /// True when the load balancer should pass `provider` over for `method`: its breaker
     /// is open.
     pub(crate) fn skips(&self, provider: &Provider, method: &'static MethodDescriptor) -> bool {
+        if self.inner.not_closed.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let guards = self.inner.guards.read().unwrap_or_else(|p| p.into_inner());
         let key = method as *const MethodDescriptor as usize;
         guards
@@ -248,7 +254,7 @@ impl Traffic {
                 Arc::new(Guard {
                     label: format!("{} on {}", method.name, provider.address),
                     method: method.name,
-                    breaker: Breaker::new(config),
+                    breaker: Breaker::new(config, self.inner.not_closed.clone()),
                     actives: Concurrency::new(usize::MAX),
                 })
             })
