@@ -368,12 +368,14 @@ impl Breaker {
         }
     }
 
-    /// Counts a call let through with `pass` that `failed` or not, after `elapsed`.
+    /// Counts a call let through with `pass` that `failed` or not, after `elapsed`, ending
+    /// `now`.
     pub(crate) fn record_call(
         &self,
         pass: Pass,
         failed: bool,
         elapsed: Duration,
+        now: Instant,
         label: &dyn std::fmt::Display,
     ) {
         if pass == Pass::Unwatched {
@@ -385,7 +387,7 @@ impl Breaker {
             (false, true) => Outcome::Slow,
             (false, false) => Outcome::Success,
         };
-        self.record(pass, outcome, Instant::now(), label);
+        self.record(pass, outcome, now, label);
     }
 
     /// Counts the outcome of a call let through with `pass`.
@@ -419,7 +421,9 @@ impl Breaker {
         }
         bucket.calls.fetch_add(1, Ordering::Relaxed);
         match outcome {
-            Outcome::Success => {}
+            // Only a failed or slow call can push a ratio over its threshold: a success
+            // is counted and nothing else (the breaker's whole cost on a healthy path).
+            Outcome::Success => return,
             Outcome::Slow => {
                 bucket.slow.fetch_add(1, Ordering::Relaxed);
             }
@@ -436,9 +440,7 @@ impl Breaker {
                 slow += u64::from(bucket.slow.load(Ordering::Relaxed));
             }
         }
-        if failures == 0 && slow == 0
-            || calls < u64::from(self.minimum_calls.load(Ordering::Relaxed))
-        {
+        if calls < u64::from(self.minimum_calls.load(Ordering::Relaxed)) {
             return;
         }
         let failure_ppm = failures * 1_000_000 / calls;
@@ -522,7 +524,7 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..9 {
             let pass = breaker.admit(t0, &"p").unwrap();
-            let outcome = if i % 2 == 0 {
+            let outcome = if i % 2 == 1 {
                 Outcome::Failure
             } else {
                 Outcome::Success
@@ -535,7 +537,7 @@ mod tests {
             "9 calls: below the minimum"
         );
         let pass = breaker.admit(t0, &"p").unwrap();
-        breaker.record(pass, Outcome::Success, t0, &"p");
+        breaker.record(pass, Outcome::Failure, t0, &"p");
         assert_eq!(breaker.state(), BreakerState::Open, "5 of 10 failed");
         assert!(breaker.is_open(t0 + ms(499)));
         assert!(matches!(
