@@ -11,8 +11,8 @@
 //! thresholds (50 % errors, 100 % slow calls) over Sentinel-sized windows (10 s, at least
 //! 20 calls, 5 s open).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -155,33 +155,54 @@ pub(crate) enum Outcome {
     Failure,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+/// One tenth of the window: counts updated with atomic adds.
+#[derive(Debug, Default)]
 struct Bucket {
-    index: u64,
-    calls: u32,
-    failures: u32,
-    slow: u32,
+    /// Which tenth (since the breaker's origin) the counts belong to.
+    index: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
 }
 
-#[derive(Debug)]
-enum State {
-    Closed,
-    Open { until: Instant },
-    HalfOpen { admitted: u32, succeeded: u32 },
-}
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+/// No breaker configured: nothing is counted.
+const OFF: u8 = 3;
 
+/// What only transitions touch, under a lock: they are rare.
 #[derive(Debug)]
-struct Inner {
+struct Transitions {
     config: Option<BreakerConfig>,
-    state: State,
-    origin: Instant,
-    buckets: [Bucket; BUCKETS],
+    succeeded: u32,
 }
 
 /// A circuit breaker for one provider and method.
+///
+/// The closed state, where calls spend their lives, is lock-free: admission is one atomic
+/// load, a call's outcome a few atomic adds on the current bucket. Only transitions (and
+/// half-open probes) take the lock.
 #[derive(Debug)]
 pub(crate) struct Breaker {
-    inner: Mutex<Inner>,
+    state: AtomicU8,
+    /// While open: until when (ns since `origin`).
+    open_until_ns: AtomicU64,
+    /// Probes let through in the current half-open spell.
+    admitted: AtomicU32,
+    probes: AtomicU32,
+    slow_ns: AtomicU64,
+    bucket_ns: AtomicU64,
+    minimum_calls: AtomicU32,
+    /// The ratios as parts per million, so they compare as integers.
+    failure_ppm: AtomicU64,
+    slow_ppm: AtomicU64,
+    open_for_ns: AtomicU64,
+    origin: Instant,
+    buckets: [Bucket; BUCKETS],
+    transitions: Mutex<Transitions>,
+    /// Breakers of the client that are not closed; the cluster skips nothing while 0.
+    not_closed: Arc<AtomicUsize>,
     opened: AtomicU64,
     half_opened: AtomicU64,
     closed: AtomicU64,
@@ -197,46 +218,91 @@ pub(crate) enum Pass {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: Option<BreakerConfig>) -> Breaker {
-        Breaker {
-            inner: Mutex::new(Inner {
-                config,
-                state: State::Closed,
-                origin: Instant::now(),
-                buckets: [Bucket::default(); BUCKETS],
+    pub(crate) fn new(config: Option<BreakerConfig>, not_closed: Arc<AtomicUsize>) -> Breaker {
+        let breaker = Breaker {
+            state: AtomicU8::new(OFF),
+            open_until_ns: AtomicU64::new(0),
+            admitted: AtomicU32::new(0),
+            probes: AtomicU32::new(1),
+            slow_ns: AtomicU64::new(u64::MAX),
+            bucket_ns: AtomicU64::new(1),
+            minimum_calls: AtomicU32::new(1),
+            failure_ppm: AtomicU64::new(0),
+            slow_ppm: AtomicU64::new(0),
+            open_for_ns: AtomicU64::new(0),
+            origin: Instant::now(),
+            buckets: Default::default(),
+            transitions: Mutex::new(Transitions {
+                config: None,
+                succeeded: 0,
             }),
+            not_closed,
             opened: AtomicU64::new(0),
             half_opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
-        }
+        };
+        breaker.configure(config);
+        breaker
     }
 
     /// Replaces the config; `None` switches the breaker off (and closes it).
     pub(crate) fn configure(&self, config: Option<BreakerConfig>) {
-        let mut inner = lock(&self.inner);
-        if config.is_none() {
-            inner.state = State::Closed;
+        let mut transitions = lock(&self.transitions);
+        if let Some(config) = &config {
+            let nanos = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+            self.probes
+                .store(config.half_open_probes, Ordering::Relaxed);
+            self.slow_ns
+                .store(nanos(config.slow_call), Ordering::Relaxed);
+            self.bucket_ns.store(
+                nanos(config.window / BUCKETS as u32).max(1),
+                Ordering::Relaxed,
+            );
+            self.minimum_calls
+                .store(config.minimum_calls, Ordering::Relaxed);
+            self.failure_ppm
+                .store((config.failure_ratio * 1e6) as u64, Ordering::Relaxed);
+            self.slow_ppm
+                .store((config.slow_call_ratio * 1e6) as u64, Ordering::Relaxed);
+            self.open_for_ns
+                .store(nanos(config.open_for), Ordering::Relaxed);
         }
-        inner.config = config;
+        let state = self.state.load(Ordering::Acquire);
+        match (&config, state) {
+            (None, OPEN | HALF_OPEN) => {
+                self.not_closed.fetch_sub(1, Ordering::Relaxed);
+                self.state.store(OFF, Ordering::Release);
+            }
+            (None, _) => self.state.store(OFF, Ordering::Release),
+            (Some(_), OFF) => {
+                self.reset_buckets();
+                self.state.store(CLOSED, Ordering::Release);
+            }
+            (Some(_), _) => {}
+        }
+        transitions.config = config;
+    }
+
+    fn now_ns(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_nanos() as u64
     }
 
     /// True while calls would fail fast (open, or half-open with every probe out).
     pub(crate) fn is_open(&self, now: Instant) -> bool {
-        let inner = lock(&self.inner);
-        match inner.state {
-            State::Closed => false,
-            State::Open { until } => now < until,
-            State::HalfOpen { admitted, .. } => {
-                admitted >= inner.config.as_ref().map_or(1, |c| c.half_open_probes)
+        match self.state.load(Ordering::Acquire) {
+            OPEN => self.now_ns(now) < self.open_until_ns.load(Ordering::Acquire),
+            HALF_OPEN => {
+                self.admitted.load(Ordering::Relaxed) >= self.probes.load(Ordering::Relaxed)
             }
+            _ => false,
         }
     }
 
     pub(crate) fn state(&self) -> BreakerState {
-        match lock(&self.inner).state {
-            State::Closed => BreakerState::Closed,
-            State::Open { .. } => BreakerState::Open,
-            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        match self.state.load(Ordering::Acquire) {
+            OPEN => BreakerState::Open,
+            HALF_OPEN => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
         }
     }
 
@@ -250,67 +316,78 @@ impl Breaker {
 
     /// Lets a call through, or says how long the breaker stays open.
     pub(crate) fn admit(&self, now: Instant, label: &dyn std::fmt::Display) -> Result<Pass> {
-        let mut inner = lock(&self.inner);
-        let Some(probes) = inner.config.as_ref().map(|c| c.half_open_probes) else {
-            return Ok(Pass::Unwatched);
-        };
-        match inner.state {
-            State::Closed => Ok(Pass::Closed),
-            State::Open { until } if now < until => Err(Error::Rejected(format!(
-                "circuit breaker open for {label}: failing fast for another {:?}",
-                until - now
-            ))),
-            State::Open { .. } => {
-                inner.state = State::HalfOpen {
-                    admitted: 1,
-                    succeeded: 0,
-                };
+        match self.state.load(Ordering::Acquire) {
+            OFF => return Ok(Pass::Unwatched),
+            CLOSED => return Ok(Pass::Closed),
+            _ => {}
+        }
+        let mut transitions = lock(&self.transitions);
+        let now_ns = self.now_ns(now);
+        let probes = self.probes.load(Ordering::Relaxed);
+        match self.state.load(Ordering::Acquire) {
+            OFF => Ok(Pass::Unwatched),
+            CLOSED => Ok(Pass::Closed),
+            OPEN => {
+                let until = self.open_until_ns.load(Ordering::Acquire);
+                if now_ns < until {
+                    return Err(Error::Rejected(format!(
+                        "circuit breaker open for {label}: failing fast for another {:?}",
+                        Duration::from_nanos(until - now_ns)
+                    )));
+                }
+                self.admitted.store(1, Ordering::Relaxed);
+                transitions.succeeded = 0;
+                self.state.store(HALF_OPEN, Ordering::Release);
                 self.half_opened.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%label, probes, "circuit breaker half-open: probing");
                 Ok(Pass::Probe)
             }
-            State::HalfOpen {
-                ref mut admitted, ..
-            } if *admitted < probes => {
-                *admitted += 1;
-                Ok(Pass::Probe)
+            _ => {
+                let admitted = self.admitted.load(Ordering::Relaxed);
+                if admitted < probes {
+                    self.admitted.store(admitted + 1, Ordering::Relaxed);
+                    Ok(Pass::Probe)
+                } else {
+                    Err(Error::Rejected(format!(
+                        "circuit breaker half-open for {label}: every probe is out"
+                    )))
+                }
             }
-            State::HalfOpen { .. } => Err(Error::Rejected(format!(
-                "circuit breaker half-open for {label}: every probe is out"
-            ))),
         }
     }
 
     /// A probe that ended without an outcome (dropped) gives its place back.
     pub(crate) fn abandon(&self, pass: Pass) {
-        if pass == Pass::Probe
-            && let State::HalfOpen { admitted, .. } = &mut lock(&self.inner).state
-        {
-            *admitted = admitted.saturating_sub(1);
+        if pass == Pass::Probe {
+            let _transitions = lock(&self.transitions);
+            if self.state.load(Ordering::Acquire) == HALF_OPEN {
+                let admitted = self.admitted.load(Ordering::Relaxed);
+                self.admitted
+                    .store(admitted.saturating_sub(1), Ordering::Relaxed);
+            }
         }
     }
 
-    /// Counts a call let through with `pass` that `failed` or not, after `elapsed`.
+    /// Counts a call let through with `pass` that `failed` or not, after `elapsed`, ending
+    /// `now`.
     pub(crate) fn record_call(
         &self,
         pass: Pass,
         failed: bool,
         elapsed: Duration,
+        now: Instant,
         label: &dyn std::fmt::Display,
     ) {
         if pass == Pass::Unwatched {
             return;
         }
-        let slow = lock(&self.inner)
-            .config
-            .as_ref()
-            .is_some_and(|c| elapsed >= c.slow_call);
+        let slow = elapsed.as_nanos() >= u128::from(self.slow_ns.load(Ordering::Relaxed));
         let outcome = match (failed, slow) {
             (true, _) => Outcome::Failure,
             (false, true) => Outcome::Slow,
             (false, false) => Outcome::Success,
         };
-        self.record(pass, outcome, Instant::now(), label);
+        self.record(pass, outcome, now, label);
     }
 
     /// Counts the outcome of a call let through with `pass`.
@@ -321,73 +398,108 @@ impl Breaker {
         now: Instant,
         label: &dyn std::fmt::Display,
     ) {
-        let mut inner = lock(&self.inner);
-        let Some(config) = inner.config.clone() else {
-            return;
-        };
-        match (&mut inner.state, pass) {
-            (State::HalfOpen { succeeded, .. }, Pass::Probe) => {
-                if outcome == Outcome::Success {
-                    *succeeded += 1;
-                    if *succeeded >= config.half_open_probes {
-                        inner.state = State::Closed;
-                        inner.buckets = [Bucket::default(); BUCKETS];
-                        self.closed.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(%label, "circuit breaker closed: probes succeeded");
-                    }
-                } else {
-                    inner.state = State::Open {
-                        until: now + config.open_for,
-                    };
-                    self.opened.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%label, ?outcome, open_for = ?config.open_for, "circuit breaker re-opened: a probe failed");
-                }
-            }
-            (State::Closed, Pass::Closed) => {
-                let width = (config.window / BUCKETS as u32).max(Duration::from_nanos(1));
-                let index = ((now - inner.origin).as_nanos() / width.as_nanos()) as u64;
-                let bucket = &mut inner.buckets[(index % BUCKETS as u64) as usize];
-                if bucket.index != index {
-                    *bucket = Bucket {
-                        index,
-                        ..Bucket::default()
-                    };
-                }
-                bucket.calls += 1;
-                match outcome {
-                    Outcome::Success => {}
-                    Outcome::Slow => bucket.slow += 1,
-                    Outcome::Failure => bucket.failures += 1,
-                }
-                let live = inner
-                    .buckets
-                    .iter()
-                    .filter(|b| b.index + BUCKETS as u64 > index && b.calls > 0);
-                let (calls, failures, slow) = live.fold((0u32, 0u32, 0u32), |acc, b| {
-                    (acc.0 + b.calls, acc.1 + b.failures, acc.2 + b.slow)
-                });
-                if calls < config.minimum_calls {
-                    return;
-                }
-                let failure_ratio = f64::from(failures) / f64::from(calls);
-                let slow_ratio = f64::from(slow) / f64::from(calls);
-                if failure_ratio >= config.failure_ratio || slow_ratio >= config.slow_call_ratio {
-                    inner.state = State::Open {
-                        until: now + config.open_for,
-                    };
-                    self.opened.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        %label,
-                        calls,
-                        failure_ratio,
-                        slow_ratio,
-                        open_for = ?config.open_for,
-                        "circuit breaker opened"
-                    );
-                }
-            }
+        match (pass, self.state.load(Ordering::Acquire)) {
+            (Pass::Closed, CLOSED) => self.record_closed(outcome, now, label),
+            (Pass::Probe, HALF_OPEN) => self.record_probe(outcome, now, label),
             // Calls let through before the state changed, finishing late: not counted.
             _ => {}
+        }
+    }
+
+    fn record_closed(&self, outcome: Outcome, now: Instant, label: &dyn std::fmt::Display) {
+        let index = self.now_ns(now) / self.bucket_ns.load(Ordering::Relaxed);
+        let bucket = &self.buckets[(index % BUCKETS as u64) as usize];
+        if bucket.index.load(Ordering::Acquire) != index {
+            // A new tenth of the window: the first call there resets the old counts.
+            let _transitions = lock(&self.transitions);
+            if bucket.index.load(Ordering::Acquire) != index {
+                bucket.calls.store(0, Ordering::Relaxed);
+                bucket.failures.store(0, Ordering::Relaxed);
+                bucket.slow.store(0, Ordering::Relaxed);
+                bucket.index.store(index, Ordering::Release);
+            }
+        }
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            // Only a failed or slow call can push a ratio over its threshold: a success
+            // is counted and nothing else (the breaker's whole cost on a healthy path).
+            Outcome::Success => return,
+            Outcome::Slow => {
+                bucket.slow.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Failure => {
+                bucket.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let (mut calls, mut failures, mut slow) = (0u64, 0u64, 0u64);
+        for bucket in &self.buckets {
+            let at = bucket.index.load(Ordering::Acquire);
+            if at <= index && at + (BUCKETS as u64) > index {
+                calls += u64::from(bucket.calls.load(Ordering::Relaxed));
+                failures += u64::from(bucket.failures.load(Ordering::Relaxed));
+                slow += u64::from(bucket.slow.load(Ordering::Relaxed));
+            }
+        }
+        if calls < u64::from(self.minimum_calls.load(Ordering::Relaxed)) {
+            return;
+        }
+        let failure_ppm = failures * 1_000_000 / calls;
+        let slow_ppm = slow * 1_000_000 / calls;
+        if failure_ppm < self.failure_ppm.load(Ordering::Relaxed)
+            && slow_ppm < self.slow_ppm.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let _transitions = lock(&self.transitions);
+        if self.state.load(Ordering::Acquire) != CLOSED {
+            return;
+        }
+        self.open(now);
+        self.not_closed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            %label,
+            calls,
+            failures,
+            slow,
+            open_for = ?Duration::from_nanos(self.open_for_ns.load(Ordering::Relaxed)),
+            "circuit breaker opened"
+        );
+    }
+
+    fn record_probe(&self, outcome: Outcome, now: Instant, label: &dyn std::fmt::Display) {
+        let mut transitions = lock(&self.transitions);
+        if self.state.load(Ordering::Acquire) != HALF_OPEN {
+            return;
+        }
+        if outcome == Outcome::Success {
+            transitions.succeeded += 1;
+            if transitions.succeeded >= self.probes.load(Ordering::Relaxed) {
+                self.reset_buckets();
+                self.state.store(CLOSED, Ordering::Release);
+                self.not_closed.fetch_sub(1, Ordering::Relaxed);
+                self.closed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%label, "circuit breaker closed: probes succeeded");
+            }
+        } else {
+            self.open(now);
+            tracing::warn!(%label, ?outcome, "circuit breaker re-opened: a probe failed");
+        }
+    }
+
+    /// Opens until `open_for` from `now`. The caller holds the transitions lock.
+    fn open(&self, now: Instant) {
+        let until = self.now_ns(now) + self.open_for_ns.load(Ordering::Relaxed);
+        self.open_until_ns.store(until, Ordering::Release);
+        self.state.store(OPEN, Ordering::Release);
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reset_buckets(&self) {
+        for bucket in &self.buckets {
+            bucket.index.store(u64::MAX, Ordering::Release);
+            bucket.calls.store(0, Ordering::Relaxed);
+            bucket.failures.store(0, Ordering::Relaxed);
+            bucket.slow.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -408,11 +520,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn it_opens_over_the_ratio_fails_fast_then_probes_close_it() {
-        let breaker = Breaker::new(Some(config()));
+        let breaker = Breaker::new(Some(config()), Arc::default());
         let t0 = Instant::now();
         for i in 0..9 {
             let pass = breaker.admit(t0, &"p").unwrap();
-            let outcome = if i % 2 == 0 {
+            let outcome = if i % 2 == 1 {
                 Outcome::Failure
             } else {
                 Outcome::Success
@@ -425,7 +537,7 @@ mod tests {
             "9 calls: below the minimum"
         );
         let pass = breaker.admit(t0, &"p").unwrap();
-        breaker.record(pass, Outcome::Success, t0, &"p");
+        breaker.record(pass, Outcome::Failure, t0, &"p");
         assert_eq!(breaker.state(), BreakerState::Open, "5 of 10 failed");
         assert!(breaker.is_open(t0 + ms(499)));
         assert!(matches!(
@@ -450,7 +562,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_probe_reopens_and_old_calls_leave_the_window() {
-        let breaker = Breaker::new(Some(config()));
+        let breaker = Breaker::new(Some(config()), Arc::default());
         let t0 = Instant::now();
         for _ in 0..10 {
             let pass = breaker.admit(t0, &"p").unwrap();
@@ -464,7 +576,7 @@ mod tests {
         assert_eq!(breaker.counts(), (2, 1, 0));
 
         // A fresh breaker: failures older than the window no longer count.
-        let breaker = Breaker::new(Some(config()));
+        let breaker = Breaker::new(Some(config()), Arc::default());
         for _ in 0..9 {
             let pass = breaker.admit(t0, &"p").unwrap();
             breaker.record(pass, Outcome::Failure, t0, &"p");

@@ -135,6 +135,9 @@ pub struct ProviderStats {
     /// once a call succeeded again. The `available` cluster mode reads it.
     unreachable_since_ms: AtomicU64,
     last_error: Mutex<Option<Error>>,
+    /// The client's circuit breakers and `actives` counts for this provider, one per
+    /// method of the service, made on the first guarded call (see `client::traffic`).
+    pub(crate) guards: std::sync::OnceLock<Box<[Arc<super::traffic::Guard>]>>,
 }
 
 impl ProviderStats {

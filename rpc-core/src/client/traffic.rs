@@ -2,8 +2,8 @@
 //! circuit breakers, all reached through [`Traffic`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::time::Instant;
 
@@ -35,14 +35,22 @@ struct Inner {
     breaker: RwLock<Option<BreakerConfig>>,
     /// A breaker is configured: every attempt goes through [`Traffic::call`].
     watching: AtomicBool,
-    /// Per provider address, per method (descriptor address): breaker and actives.
+    /// Breakers open or half-open: while 0 the cluster has nothing to skip.
+    not_closed: Arc<AtomicUsize>,
+    /// Per provider address, per method (descriptor address): breaker and actives. Every
+    /// guard is here; those of the service's own methods are also kept in the provider's
+    /// statistics, where a call finds them without a lock or a reference count.
     guards: RwLock<HashMap<Arc<str>, MethodGuards>>,
+    /// The methods of the service the client was built for.
+    methods: OnceLock<&'static [MethodDescriptor]>,
 }
 
 /// One provider's guards, by method descriptor address.
 type MethodGuards = HashMap<usize, Arc<Guard>>;
 
-struct Guard {
+/// The breaker and `actives` count of one provider and method.
+#[derive(Debug)]
+pub(crate) struct Guard {
     /// `method on address`, for messages and logs.
     label: String,
     method: &'static str,
@@ -57,7 +65,9 @@ impl Traffic {
                 limits,
                 watching: AtomicBool::new(breaker.is_some()),
                 breaker: RwLock::new(breaker),
+                not_closed: Arc::default(),
                 guards: RwLock::default(),
+                methods: OnceLock::new(),
             }),
         }
     }
@@ -137,8 +147,9 @@ impl Traffic {
         !self.inner.watching.load(Ordering::Acquire) && self.inner.limits.is_idle()
     }
 
-    pub(crate) fn watch(&self, methods: impl IntoIterator<Item = &'static MethodDescriptor>) {
+    pub(crate) fn watch(&self, methods: &'static [MethodDescriptor]) {
         self.inner.limits.watch(methods);
+        let _ = self.inner.methods.set(methods);
     }
 
     /// The client's own rate limit for `request`, waiting within the limit's wait and the
@@ -172,12 +183,10 @@ impl Traffic {
     /// True when the load balancer should pass `provider` over for `method`: its breaker
     /// is open.
     pub(crate) fn skips(&self, provider: &Provider, method: &'static MethodDescriptor) -> bool {
-        let guards = self.inner.guards.read().unwrap_or_else(|p| p.into_inner());
-        let key = method as *const MethodDescriptor as usize;
-        guards
-            .get(&*provider.address)
-            .and_then(|methods| methods.get(&key))
-            .is_some_and(|guard| guard.breaker.is_open(Instant::now()))
+        if self.inner.not_closed.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.guard(provider, method).breaker.is_open(Instant::now())
     }
 
     /// One attempt on `provider` through its breaker and `actives` cap.
@@ -220,13 +229,35 @@ impl Traffic {
         let started = Instant::now();
         let result = provider.call(request).await;
         probe.done = true;
-        guard
-            .breaker
-            .record_call(pass, result.is_err(), started.elapsed(), &guard.label);
+        if pass != Pass::Unwatched {
+            let ended = Instant::now();
+            guard
+                .breaker
+                .record_call(pass, result.is_err(), ended - started, ended, &guard.label);
+        }
         result
     }
 
-    fn guard(&self, provider: &Provider, method: &'static MethodDescriptor) -> Arc<Guard> {
+    /// The guard of `method` on `provider`: borrowed from the provider's statistics for
+    /// the service's own methods, from the shared table for others.
+    fn guard<'p>(&self, provider: &'p Provider, method: &'static MethodDescriptor) -> GuardRef<'p> {
+        if let Some(methods) = self.inner.methods.get()
+            && let Some(index) = methods.iter().position(|m| std::ptr::eq(m, method))
+        {
+            let guards = provider.stats.guards.get_or_init(|| {
+                methods
+                    .iter()
+                    .map(|method| self.shared_guard(provider, method))
+                    .collect()
+            });
+            if let Some(guard) = guards.get(index) {
+                return GuardRef::Borrowed(guard);
+            }
+        }
+        GuardRef::Owned(self.shared_guard(provider, method))
+    }
+
+    fn shared_guard(&self, provider: &Provider, method: &'static MethodDescriptor) -> Arc<Guard> {
         let key = method as *const MethodDescriptor as usize;
         if let Some(guard) = self
             .inner
@@ -248,11 +279,28 @@ impl Traffic {
                 Arc::new(Guard {
                     label: format!("{} on {}", method.name, provider.address),
                     method: method.name,
-                    breaker: Breaker::new(config),
+                    breaker: Breaker::new(config, self.inner.not_closed.clone()),
                     actives: Concurrency::new(usize::MAX),
                 })
             })
             .clone()
+    }
+}
+
+/// A guard, borrowed or shared.
+enum GuardRef<'a> {
+    Borrowed(&'a Guard),
+    Owned(Arc<Guard>),
+}
+
+impl std::ops::Deref for GuardRef<'_> {
+    type Target = Guard;
+
+    fn deref(&self) -> &Guard {
+        match self {
+            GuardRef::Borrowed(guard) => guard,
+            GuardRef::Owned(guard) => guard,
+        }
     }
 }
 

@@ -130,6 +130,36 @@ impl RedisLimiter {
             .store(providers.max(1), Ordering::Relaxed);
     }
 
+    /// Keeps the provider count of [`RedisLimiter::set_providers`] up to date from
+    /// `registry`: a task follows `service`'s providers (an empty push keeps the last
+    /// count, as a registry outage looks like one) and ends with this limiter.
+    pub async fn follow(
+        self: &Arc<Self>,
+        registry: Arc<dyn registry::Registry>,
+        service: &str,
+    ) -> Result<()> {
+        let mut subscription = registry.subscribe(service).await?;
+        let limiter = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(update) = subscription.next().await {
+                let Some(limiter) = limiter.upgrade() else {
+                    return;
+                };
+                if let registry::Update::Providers(urls) = update
+                    && !urls.is_empty()
+                {
+                    limiter.set_providers(urls.len());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// How many providers the [`Fallback::Local`] share divides the limit by.
+    pub fn providers(&self) -> usize {
+        self.shared.providers.load(Ordering::Relaxed)
+    }
+
     /// False while Redis is unreachable (the fallback applies).
     pub fn is_reachable(&self) -> bool {
         self.shared.reachable.load(Ordering::Relaxed)
@@ -319,5 +349,59 @@ impl KeyState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_provider_count_follows_the_registry() {
+        let registry = registry::connect("memory://redis-limiter-follow")
+            .await
+            .unwrap();
+        let limiter = RedisLimiter::new("redis://127.0.0.1:1", "t:", Fallback::Local).unwrap();
+        for port in [1, 2, 3] {
+            let url = registry::ProviderUrl::new("tcp", &format!("127.0.0.1:{port}"), "demo.S");
+            registry.register(&url).await.unwrap();
+        }
+        limiter.follow(registry.clone(), "demo.S").await.unwrap();
+        for _ in 0..500 {
+            if limiter.providers() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(limiter.providers(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_falls_back_to_the_local_share() {
+        // Port 1 refuses connections: every check fails fast.
+        let limiter = RedisLimiter::new("redis://127.0.0.1:1", "t:", Fallback::Local).unwrap();
+        limiter.set_providers(2);
+        let limit = RateLimit::per_second(10).burst(4);
+        let key = limiter.limiter("demo.S.m", &limit);
+        let mut granted = 0;
+        for _ in 0..10 {
+            if crate::limit::acquire(key.as_ref(), Duration::ZERO)
+                .await
+                .is_ok()
+            {
+                granted += 1;
+            }
+        }
+        assert!(!limiter.is_reachable());
+        assert_eq!(granted, 2, "the local share: a bucket of 4 / 2 providers");
+        assert_eq!(limiter.fallback_decisions(), 10);
+        let closed = RedisLimiter::new("redis://127.0.0.1:1", "t:", Fallback::Closed).unwrap();
+        let key = closed.limiter("demo.S.m", &limit);
+        assert!(
+            crate::limit::acquire(key.as_ref(), Duration::ZERO)
+                .await
+                .is_err()
+        );
+        assert!(RedisLimiter::new("not a url", "t:", Fallback::Open).is_err());
     }
 }

@@ -494,19 +494,28 @@ impl ServerBuilder {
         let stats = self
             .stats
             .map(|stats| StatsLayer::new(stats.table(Side::Provider, &descriptors)));
-        let mut stack: ProviderService = BoxCloneSyncService::new(Dispatch::new());
-        for layer in self.layers.iter().rev() {
-            stack = layer(stack);
-        }
-        if self.access_log {
-            stack = BoxCloneSyncService::new(AccessLogLayer::new().layer(stack));
-        }
-        // A call over a limit is refused before any user layer sees it; statistics
-        // outermost, so a refusal (by a limit or a user layer) counts as a failed call.
-        let limited = LimitLayer::new(self.limits.clone()).layer(stack);
-        let stack: ProviderService = match stats {
-            Some(stats) => BoxCloneSyncService::new(stats.layer(limited)),
-            None => BoxCloneSyncService::new(limited),
+        // Statistics outermost, so a refusal (by a limit or a user layer) counts as a failed
+        // call; then the limits, so a call over one is refused before any user layer sees
+        // it; then the access log and the user layers. Without those two, the limit wraps
+        // `Dispatch` directly: one box per call, as without limits.
+        let limit = LimitLayer::new(self.limits.clone());
+        let stack: ProviderService = if self.layers.is_empty() && !self.access_log {
+            match stats {
+                Some(stats) => BoxCloneSyncService::new(stats.layer(limit.layer(Dispatch::new()))),
+                None => BoxCloneSyncService::new(limit.layer(Dispatch::new())),
+            }
+        } else {
+            let mut inner: ProviderService = BoxCloneSyncService::new(Dispatch::new());
+            for layer in self.layers.iter().rev() {
+                inner = layer(inner);
+            }
+            if self.access_log {
+                inner = BoxCloneSyncService::new(AccessLogLayer::new().layer(inner));
+            }
+            match stats {
+                Some(stats) => BoxCloneSyncService::new(stats.layer(limit.layer(inner))),
+                None => BoxCloneSyncService::new(limit.layer(inner)),
+            }
         };
         let mut dispatcher = Dispatcher::new(self.skeletons)
             .with_codecs(&self.codecs)
