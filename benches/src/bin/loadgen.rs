@@ -186,9 +186,10 @@ fn run_server(options: &Options) -> Result<(), String> {
                     ),
                     _ => rpc_echo::Limits::None,
                 };
-                let (addr, serve) = rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
-                    .await
-                    .map_err(|e| format!("rpc bind: {e}"))?;
+                let (addr, serve) =
+                    rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
+                        .await
+                        .map_err(|e| format!("rpc bind: {e}"))?;
                 announce(addr)?;
                 serve.await;
             }
