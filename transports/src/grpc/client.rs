@@ -86,8 +86,7 @@ impl Service<Request> for GrpcChannel {
                     body: Default::default(),
                 });
             }
-            match tokio::time::timeout_at(deadline.into(), endpoint.call(sender, request)).await
-            {
+            match tokio::time::timeout_at(deadline.into(), endpoint.call(sender, request)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::timeout_awaiting_answer(budget, &*endpoint.address)),
             }
@@ -183,7 +182,10 @@ impl Endpoint {
                 let error = error.into_error();
                 return Err(if unsent {
                     Error::unavailable(
-                        format!("connection to {} closed before the call was sent: {error}", self.address),
+                        format!(
+                            "connection to {} closed before the call was sent: {error}",
+                            self.address
+                        ),
                         None,
                     )
                 } else {
@@ -197,9 +199,11 @@ impl Endpoint {
         }
         // Trailers-only: the status came with the headers, there is no message.
         if parts.headers.contains_key("grpc-status") {
-            return Err(self.status_error(&parts.headers, request.timeout).unwrap_or_else(
-                || Error::Protocol(format!("{} answered OK without a message", self.address)),
-            ));
+            return Err(self
+                .status_error(&parts.headers, request.timeout)
+                .unwrap_or_else(|| {
+                    Error::Protocol(format!("{} answered OK without a message", self.address))
+                }));
         }
         let answered_codec = parts
             .headers
@@ -215,7 +219,11 @@ impl Endpoint {
             match message::read_unary(&mut body, self.config.max_message_len).await {
                 Ok(read) => read,
                 Err(MessageError::TooLarge { size, limit }) => {
-                    return Err(Error::response_too_large(size, limit, MAX_MESSAGE_LEN_SETTING));
+                    return Err(Error::response_too_large(
+                        size,
+                        limit,
+                        MAX_MESSAGE_LEN_SETTING,
+                    ));
                 }
                 Err(MessageError::Body(error)) => {
                     return Err(Error::transport(format!(
@@ -258,12 +266,14 @@ impl Endpoint {
                     request.service, request.method.name
                 ))
             })?;
-        let mut http_request =
-            http::Request::new(Unary::data(message::framed(&request.body)));
+        let mut http_request = http::Request::new(Unary::data(message::framed(&request.body)));
         *http_request.method_mut() = Method::POST;
         *http_request.uri_mut() = uri;
         let headers = http_request.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type(request.codec)));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(content_type(request.codec)),
+        );
         headers.insert(TE, HeaderValue::from_static("trailers"));
         let left = request.deadline.saturating_duration_since(Instant::now());
         if let Ok(value) = HeaderValue::from_str(&format_timeout(left)) {
@@ -356,10 +366,9 @@ async fn manage(address: Arc<str>, config: Arc<GrpcConfig>, state: watch::Sender
                 };
                 let error = match outcome {
                     Ok(()) => Error::unavailable(format!("connection to {address} closed"), None),
-                    Err(error) => Error::unavailable(
-                        format!("connection to {address} failed: {error}"),
-                        None,
-                    ),
+                    Err(error) => {
+                        Error::unavailable(format!("connection to {address} failed: {error}"), None)
+                    }
                 };
                 tracing::info!(%address, %error, "connection lost, reconnecting");
                 if opened.elapsed() >= Duration::from_secs(1) {
@@ -416,10 +425,7 @@ async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionF
     let (sender, connection) = tokio::time::timeout(config.connect_timeout, handshake)
         .await
         .map_err(|_| {
-            Error::unavailable(
-                format!("HTTP/2 handshake with {address} timed out"),
-                None,
-            )
+            Error::unavailable(format!("HTTP/2 handshake with {address} timed out"), None)
         })?
         .map_err(|e| {
             Error::unavailable(format!("HTTP/2 handshake with {address} failed: {e}"), None)

@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn objects_and_arrays_become_the_argument_tuple() {
         let names = &["a", "b"];
-        assert_eq!(&arguments(br#"{"b": 3, "a": 2}"#, names).unwrap()[..], b"[2,3]");
+        assert_eq!(
+            &arguments(br#"{"b": 3, "a": 2}"#, names).unwrap()[..],
+            b"[2,3]"
+        );
         assert_eq!(&arguments(b"[2, 3]", names).unwrap()[..], b"[2,3]");
         assert_eq!(&arguments(br#"{"a": 2}"#, names).unwrap()[..], b"[2,null]");
         assert_eq!(&arguments(b"", &[]).unwrap()[..], b"null");

@@ -193,13 +193,24 @@ mod tests {
     use http_body_util::StreamBody;
     use proptest::prelude::*;
 
-    fn body(chunks: Vec<Bytes>) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>>> {
-        let frames: Vec<_> = chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))).collect();
+    fn body(
+        chunks: Vec<Bytes>,
+    ) -> StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    > {
+        let frames: Vec<_> = chunks
+            .into_iter()
+            .map(|c| Ok(http_body::Frame::data(c)))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
     fn read(chunks: Vec<Bytes>, limit: u32) -> Result<Bytes, MessageError> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async { read_unary(&mut body(chunks), limit).await.map(|(m, _)| m) })
     }
 
@@ -215,8 +226,14 @@ mod tests {
     #[test]
     fn bad_streams_are_typed_errors() {
         let wire = framed(b"hello");
-        assert!(matches!(read(vec![wire.slice(..3)], 100), Err(MessageError::Truncated(3))));
-        assert!(matches!(read(vec![wire.slice(..7)], 100), Err(MessageError::Truncated(7))));
+        assert!(matches!(
+            read(vec![wire.slice(..3)], 100),
+            Err(MessageError::Truncated(3))
+        ));
+        assert!(matches!(
+            read(vec![wire.slice(..7)], 100),
+            Err(MessageError::Truncated(7))
+        ));
         assert!(matches!(read(vec![], 100), Err(MessageError::Missing)));
         assert!(matches!(
             read(vec![wire.clone(), wire.clone()], 100),
@@ -224,7 +241,10 @@ mod tests {
         ));
         assert!(matches!(
             read(vec![Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff])], 100),
-            Err(MessageError::TooLarge { size: 0xffff_ffff, limit: 100 })
+            Err(MessageError::TooLarge {
+                size: 0xffff_ffff,
+                limit: 100
+            })
         ));
         assert!(matches!(
             read(vec![Bytes::from_static(&[1, 0, 0, 0, 1, 7])], 100),

@@ -74,9 +74,13 @@ mod tests {
 
     #[test]
     fn attachments_round_trip_without_protocol_headers() {
-        let sent: Attachments = [("trace-id", "t-1"), ("Tenant", "acme"), ("grpc-timeout", "1S")]
-            .into_iter()
-            .collect();
+        let sent: Attachments = [
+            ("trace-id", "t-1"),
+            ("Tenant", "acme"),
+            ("grpc-timeout", "1S"),
+        ]
+        .into_iter()
+        .collect();
         let mut headers = HeaderMap::new();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         add_attachments(&sent, &mut headers).unwrap();

@@ -205,9 +205,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             async move { Ok::<_, Infallible>(handle(&connection, request).await) }
         })
     };
-    let serving = shared
-        .http
-        .serve_connection(TokioIo::new(stream), service);
+    let serving = shared.http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(serving);
     tokio::select! {
         result = serving.as_mut() => {
@@ -305,10 +303,9 @@ async fn grpc(
                 String::from_utf8_lossy(encoding.as_bytes())
             ),
         );
-        response.headers_mut().insert(
-            "grpc-accept-encoding",
-            HeaderValue::from_static("identity"),
-        );
+        response
+            .headers_mut()
+            .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
         return response;
     }
     let received = Instant::now();
@@ -396,10 +393,7 @@ fn message_error(error: MessageError, config: &GrpcConfig) -> Error {
             Error::request_too_large(size, limit, MAX_MESSAGE_LEN_SETTING)
         }
         MessageError::Body(error) => Error::transport(error),
-        other => Error::Protocol(format!(
-            "{other} (limit {} bytes)",
-            config.max_message_len
-        )),
+        other => Error::Protocol(format!("{other} (limit {} bytes)", config.max_message_len)),
     }
 }
 

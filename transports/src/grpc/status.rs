@@ -173,9 +173,7 @@ impl GrpcStatus {
             GrpcStatus::NotFound | GrpcStatus::Unimplemented => Code::NotFound,
             GrpcStatus::ResourceExhausted | GrpcStatus::Unavailable => Code::Overloaded,
             // A provider that cancels a call abandoned it, which core calls a server error.
-            GrpcStatus::Cancelled | GrpcStatus::Internal | GrpcStatus::Aborted => {
-                Code::ServerError
-            }
+            GrpcStatus::Cancelled | GrpcStatus::Internal | GrpcStatus::Aborted => Code::ServerError,
             GrpcStatus::DataLoss => Code::BadResponse,
             GrpcStatus::AlreadyExists
             | GrpcStatus::PermissionDenied
