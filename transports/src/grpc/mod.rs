@@ -4,9 +4,8 @@
 //!
 //! - A call is `POST /{service}/{method}`; the service version, when there is one, travels
 //!   in `tri-service-version`.
-//! - The codec is the content type: `application/grpc+json`, `application/grpc+bincode`
-//!   (and the protobuf codec's `application/grpc+proto`, which bare `application/grpc`
-//!   means too).
+//! - The codec is the content type: `application/grpc` or `application/grpc+proto`
+//!   (protobuf, gRPC's default), `application/grpc+json`, `application/grpc+bincode`.
 //! - One message each way, behind gRPC's 5-byte prefix; the declared length is checked
 //!   against [`GrpcConfig::max_message_len`] before anything is allocated.
 //! - The outcome is `grpc-status` / `grpc-message` (percent-encoded) in the trailers, plus
@@ -183,10 +182,12 @@ impl Transport for GrpcTransport {
     }
 }
 
-/// The content type of `codec`'s calls.
+/// The content type of `codec`'s calls. Protobuf is gRPC's default, which stock clients
+/// send and expect as bare `application/grpc`.
 pub fn content_type(codec: Codec) -> &'static str {
     match codec {
         Codec::Json => "application/grpc+json",
+        Codec::Protobuf => "application/grpc",
         _ => "application/grpc+bincode",
     }
 }
@@ -201,6 +202,7 @@ pub fn codec_for_content_type(content_type: &[u8]) -> Option<Codec> {
         .unwrap_or_default()
         .trim_ascii();
     match essence {
+        b"application/grpc" | b"application/grpc+proto" => Some(Codec::Protobuf),
         b"application/grpc+json" => Some(Codec::Json),
         b"application/grpc+bincode" => Some(Codec::Bincode),
         _ => None,
@@ -222,6 +224,10 @@ mod tests {
         assert_eq!(
             codec_for_content_type(b"application/grpc+json; charset=utf-8"),
             Some(Codec::Json)
+        );
+        assert_eq!(
+            codec_for_content_type(b"application/grpc+proto"),
+            Some(Codec::Protobuf)
         );
         assert_eq!(codec_for_content_type(b"text/plain"), None);
         assert_eq!(codec_for_content_type(b"application/grpc+xml"), None);

@@ -241,7 +241,8 @@ async fn handle(connection: &Connection, request: Request<Incoming>) -> Response
                     rpc_core::Code::BadRequest,
                     &format!(
                         "content type {shown:?} names no codec this server knows \
-                         (application/grpc+json, application/grpc+bincode)"
+                         (application/grpc, application/grpc+proto, application/grpc+json, \
+                         application/grpc+bincode)"
                     ),
                 )
             }
