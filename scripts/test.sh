@@ -34,6 +34,7 @@ start_zookeeper RPC_TEST_ZOOKEEPER
 start_zookeeper RPC_TEST_ZOOKEEPER_OUTAGE
 start_etcd RPC_TEST_ETCD
 start_etcd RPC_TEST_ETCD_OUTAGE
+python_grpc_venv RPC_TEST_GRPC_PYTHON
 
 step "cargo test (workspace: unit, integration, trybuild, doc tests)"
 cargo test --workspace --locked --no-fail-fast
