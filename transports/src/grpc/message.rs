@@ -193,13 +193,11 @@ mod tests {
     use http_body_util::StreamBody;
     use proptest::prelude::*;
 
-    fn body(
-        chunks: Vec<Bytes>,
-    ) -> StreamBody<
-        futures_util::stream::Iter<
-            std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
-        >,
-    > {
+    type Chunks = futures_util::stream::Iter<
+        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::convert::Infallible>>,
+    >;
+
+    fn body(chunks: Vec<Bytes>) -> StreamBody<Chunks> {
         let frames: Vec<_> = chunks
             .into_iter()
             .map(|c| Ok(http_body::Frame::data(c)))
