@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -331,7 +332,17 @@ async fn grpc(
     let read_by = received + config.request_read_timeout;
     let read_by = deadline.map_or(read_by, |deadline| deadline.min(read_by));
     let read = message::read_unary(&mut body, config.max_message_len);
-    let message = match tokio::time::timeout_at(read_by.into(), read).await {
+    let mut read = std::pin::pin!(read);
+    // The message usually came with the headers: only a stream still sending needs a
+    // timer (one per call would be a timer-wheel entry for nothing).
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let read = async {
+        match first {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout_at(read_by.into(), read).await,
+        }
+    };
+    let message = match read.await {
         Ok(Ok((message, _))) => message,
         Ok(Err(error)) => return error_response(codec, &message_error(error, config)),
         Err(_) => {
