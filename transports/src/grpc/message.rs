@@ -115,7 +115,7 @@ impl Reader {
 
     /// Takes one chunk; the message once it is whole.
     fn push(&mut self, mut data: Bytes) -> Result<Option<Bytes>, MessageError> {
-        if self.partial.is_empty() && data.len() >= PREFIX_LEN {
+        if self.declared.is_none() && self.partial.is_empty() && data.len() >= PREFIX_LEN {
             let len = self.check_prefix(&data[..PREFIX_LEN])?;
             if data.len() == PREFIX_LEN + len {
                 data.advance(PREFIX_LEN);
