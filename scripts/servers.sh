@@ -200,3 +200,19 @@ start_chromedriver() {
     export "$var=http://127.0.0.1:$port"
     export "${var}_PID=$pid"
 }
+
+# A Python virtualenv with grpcio and grpcio-tools (a stock gRPC implementation for the
+# HTTP/2 interop tests), made once and kept in $RPC_GRPC_VENV (default
+# ~/.cache/rpc-grpc-venv); exports its python as $1
+# (default RPC_TEST_GRPC_PYTHON). Fails the run if it cannot be made.
+python_grpc_venv() {
+    local var="${1:-RPC_TEST_GRPC_PYTHON}"
+    local venv="${RPC_GRPC_VENV:-$HOME/.cache/rpc-grpc-venv}"
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || install_packages python3-venv
+    if ! "$venv/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check grpcio grpcio-tools
+    fi
+    "$venv/bin/python" -c 'import grpc, grpc_tools; print("grpcio", grpc.__version__)'
+    export "$var=$venv/bin/python"
+}

@@ -38,6 +38,7 @@ start_etcd RPC_TEST_ETCD_OUTAGE
 start_redis RPC_TEST_REDIS
 start_redis RPC_TEST_REDIS_OUTAGE
 start_chromedriver RPC_TEST_CHROMEDRIVER
+python_grpc_venv RPC_TEST_GRPC_PYTHON
 
 step "cargo test (workspace: unit, integration, trybuild, doc tests)"
 cargo test --workspace --locked --no-fail-fast

@@ -1,10 +1,10 @@
 //! The echo service on our framework: `#[rpc_core::service]` over the long-connection TCP
-//! transport, bincode codec.
+//! transport (or the HTTP/2 one: [`serve_h2`], [`h2_client`]), bincode codec.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use transports::TcpTransport;
+use transports::{GrpcTransport, TcpTransport};
 
 /// The echo service of the benchmarks.
 #[rpc_core::service(name = "bench.Echo")]
@@ -76,6 +76,31 @@ pub async fn serve_with(
     let server = builder.bind(addr).await?;
     let local = server.local_addr();
     Ok((local, server.run_until(std::future::pending())))
+}
+
+/// Binds `addr` and serves [`EchoImpl`] on it over HTTP/2 (gRPC); the returned future
+/// runs the server.
+pub async fn serve_h2(
+    addr: &str,
+) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
+    let server = rpc_core::Server::builder()
+        .transport(GrpcTransport::default())
+        .add_service(EchoServer::new(EchoImpl))
+        .bind(addr)
+        .await?;
+    let local = server.local_addr();
+    Ok((local, server.run_until(std::future::pending())))
+}
+
+/// A client of the echo service at `addr` over HTTP/2: one connection shared by all
+/// clones, every call a stream, bincode, 5 s timeout.
+pub fn h2_client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
+    EchoClient::builder()
+        .transport(GrpcTransport::default())
+        .address(addr.to_string())
+        .codec(rpc_core::Codec::Bincode)
+        .timeout(Duration::from_secs(5))
+        .build()
 }
 
 /// A client of the echo service at `addr`: one multiplexed connection shared by all clones,

@@ -155,6 +155,21 @@ pub fn parse_flags(allowed: &[&str]) -> Result<Vec<(String, String)>, String> {
     Ok(flags)
 }
 
+/// The transport protocols of a comma-separated list (`tcp,tri`), `h2` and `grpc` read as
+/// `tri`; the error names `flag`.
+pub fn parse_protocols(flag: &str, value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(|protocol| match protocol {
+            "tcp" => Ok("tcp".to_owned()),
+            "tri" | "h2" | "grpc" => Ok("tri".to_owned()),
+            other => Err(format!(
+                "{flag}: unknown protocol {other:?}; expected tcp or tri (h2)"
+            )),
+        })
+        .collect()
+}
+
 /// The registry the example binaries use when not told otherwise: a directory under the
 /// system's temporary directory, so a `provider` and a `consumer` started in two terminals
 /// of one host find each other with no flags.

@@ -175,13 +175,13 @@ fn a_4_mib_blob_is_base64_in_json_and_unchanged_in_bincode() {
         <Serde as Encode<Blob>>::hash_key(&blob)
     );
 
-    for codec in Codec::ALL {
+    for codec in Codec::SERDE {
         let back: (Blob,) =
             <Serde as Decode<(Blob,)>>::decode(codec, &encoded(codec, &(&blob,))).unwrap();
         assert_eq!(back.0, blob, "{codec}");
     }
     // A Blob reads what a Vec<u8> wrote, in both codecs.
-    for codec in Codec::ALL {
+    for codec in Codec::SERDE {
         let back: (Blob,) =
             <Serde as Decode<(Blob,)>>::decode(codec, &encoded(codec, &(&payload,))).unwrap();
         assert_eq!(back.0.as_slice(), payload.as_slice(), "{codec}");

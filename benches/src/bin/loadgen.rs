@@ -1,8 +1,10 @@
-//! Load generator: echo throughput and latency of our framework against tarpc and tonic.
+//! Load generator: echo throughput and latency of our framework against tarpc and tonic;
+//! `rpc` is our TCP transport, `rpc-h2` our HTTP/2 (gRPC) transport, the one to hold
+//! against tonic.
 //!
 //! ```text
 //! loadgen [--secs 10] [--warmup 1] [--concurrency 64] [--size 64] [--threads 2]
-//!         [--rounds 1] [--systems rpc,tarpc,tonic]
+//!         [--rounds 1] [--systems rpc,rpc-h2,tarpc,tonic]
 //! ```
 //!
 //! For each system the server runs in a child process (this binary re-executed as
@@ -17,6 +19,7 @@
 //! ```text
 //! system=rpc qps=N p50_us=N p99_us=N p999_us=N errors=N
 //! ratio rpc/tarpc qps=2.31x p50=0.40x p99=0.42x
+//! ratio rpc-h2/tonic qps=1.30x p50=0.80x p99=0.75x
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use benches::stats::{Recorder, Summary};
 use benches::{rpc_echo, tarpc_echo, tonic_echo};
 
-const SYSTEMS: [&str; 3] = ["rpc", "tarpc", "tonic"];
+const SYSTEMS: [&str; 4] = ["rpc", "rpc-h2", "tarpc", "tonic"];
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
@@ -45,7 +48,7 @@ const EXTRA_SYSTEMS: [&str; 5] = [
 ];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
-                     [--threads N] [--rounds N] [--systems rpc,tarpc,tonic]\n       \
+                     [--threads N] [--rounds N] [--systems rpc,rpc-h2,tarpc,tonic]\n       \
                      loadgen serve --system NAME [--addr HOST:PORT] [--threads N]";
 
 #[derive(Debug, Clone)]
@@ -190,6 +193,13 @@ fn run_server(options: &Options) -> Result<(), String> {
                     rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
                         .await
                         .map_err(|e| format!("rpc bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            "rpc-h2" => {
+                let (addr, serve) = rpc_echo::serve_h2(&options.addr)
+                    .await
+                    .map_err(|e| format!("rpc-h2 bind: {e}"))?;
                 announce(addr)?;
                 serve.await;
             }
@@ -403,6 +413,10 @@ async fn bench_system(
                 rpc_echo::client_counted(addr, false).map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
+        "rpc-h2" => {
+            let client = rpc_echo::h2_client(addr).map_err(|e| format!("rpc-h2 client: {e}"))?;
+            check(client, options).await
+        }
         "rpc-bare" => {
             let client =
                 rpc_echo::BareClient::connect(addr).map_err(|e| format!("rpc channel: {e}"))?;
@@ -498,10 +512,18 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
         println!("{median}");
         summaries.push(median);
     }
-    if let Some(ours) = summaries.iter().find(|s| s.system == "rpc") {
-        for other in summaries.iter().filter(|s| s.system != "rpc") {
+    let find = |name: &str| summaries.iter().find(|s| s.system == name);
+    if let Some(ours) = find("rpc") {
+        for other in summaries
+            .iter()
+            .filter(|s| s.system != "rpc" && s.system != "rpc-h2")
+        {
             println!("{}", ours.ratio(other));
         }
+    }
+    // HTTP/2 against HTTP/2: our gRPC transport against tonic.
+    if let (Some(ours), Some(tonic)) = (find("rpc-h2"), find("tonic")) {
+        println!("{}", ours.ratio(tonic));
     }
     std::io::stdout().flush().ok();
     Ok(())

@@ -6,16 +6,22 @@
 //! With `--admin` it prints the admin endpoint's URL, makes its calls, then keeps the
 //! endpoint up (its providers and statistics) until Ctrl-C.
 //!
+//! `--protocol tri` (or `h2`) calls over HTTP/2 instead of TCP; `--protocol tcp,tri` speaks
+//! both and uses every provider the registry lists on either.
+//!
 //! Without `--connect` it finds providers in the registry (default: the file registry the
 //! `provider` binary uses too).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use examples::{EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags};
+use examples::{
+    EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags,
+    parse_protocols,
+};
 use rpc_core::client::FromClient;
 use rpc_core::{ClientBuilder, Codec};
-use transports::TcpTransport;
+use transports::{GrpcTransport, TcpTransport};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -29,10 +35,21 @@ async fn run() -> Result<(), String> {
     let mut codec = Codec::Bincode;
     let mut calls = 3u32;
     let mut admin_address = None;
-    for (flag, value) in parse_flags(&["--connect", "--registry", "--codec", "--calls", "--admin"])?
-    {
+    let mut protocols = vec!["tcp".to_owned()];
+    let flags = [
+        "--connect",
+        "--registry",
+        "--codec",
+        "--calls",
+        "--protocol",
+        "--admin",
+    ];
+    for (flag, value) in parse_flags(&flags)? {
         match flag.as_str() {
             "--admin" => admin_address = Some(value),
+            "--protocol" => {
+                protocols = parse_protocols("--protocol", &value)?;
+            }
             "--connect" => addresses = value.split(',').map(str::to_owned).collect(),
             "--registry" => registry_url = value,
             "--codec" => codec = value.parse().map_err(|e: rpc_core::Error| e.to_string())?,
@@ -47,20 +64,28 @@ async fn run() -> Result<(), String> {
         ),
         false => None,
     };
-    let transport = TcpTransport::default();
-    let greeter: GreeterClient = providers(GreeterClient::builder(), &registry, &addresses)
-        .transport(transport.clone())
-        .application("examples-consumer")
-        .codec(codec)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let echo: EchoClient = providers(EchoClient::builder(), &registry, &addresses)
-        .transport(transport)
-        .application("examples-consumer")
-        .codec(codec)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (tcp, tri) = (TcpTransport::default(), GrpcTransport::default());
+    let greeter: GreeterClient = with_transports(
+        providers(GreeterClient::builder(), &registry, &addresses),
+        &protocols,
+        &tcp,
+        &tri,
+    )
+    .application("examples-consumer")
+    .codec(codec)
+    .timeout(Duration::from_secs(2))
+    .build()
+    .map_err(|e| e.to_string())?;
+    let echo: EchoClient = with_transports(
+        providers(EchoClient::builder(), &registry, &addresses),
+        &protocols,
+        &tcp,
+        &tri,
+    )
+    .application("examples-consumer")
+    .codec(codec)
+    .build()
+    .map_err(|e| e.to_string())?;
     let admin = match admin_address {
         Some(address) => {
             let admin = admin::Admin::builder()
@@ -103,6 +128,22 @@ async fn run() -> Result<(), String> {
         return Err(format!("{failures} calls failed"));
     }
     Ok(())
+}
+
+/// `builder` with the transports of `protocols`.
+fn with_transports<S: FromClient>(
+    mut builder: ClientBuilder<S>,
+    protocols: &[String],
+    tcp: &TcpTransport,
+    tri: &GrpcTransport,
+) -> ClientBuilder<S> {
+    for protocol in protocols {
+        builder = match protocol.as_str() {
+            "tcp" => builder.transport(tcp.clone()),
+            _ => builder.transport(tri.clone()),
+        };
+    }
+    builder
 }
 
 /// The registry when there is one, else the addresses given: the same for every client.

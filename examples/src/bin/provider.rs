@@ -6,6 +6,10 @@
 //! `--admin` turns the admin endpoint on (dashboard, statistics, `/metrics`) and prints its
 //! URL; `--monitor` pushes statistics every 60 s to a `monitor` process's address.
 //!
+//! `--protocols tcp,tri` serves both transports at once: TCP on `--listen`, HTTP/2 (gRPC,
+//! protocol `tri`; `h2` is accepted too) on `--listen-tri` (default 127.0.0.1:50051),
+//! one line per listening address. The default is TCP only.
+//!
 //! It registers its services in the registry (default: a file registry under the system's
 //! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C or SIGTERM
 //! before draining.
@@ -14,10 +18,10 @@ use std::io::Write;
 
 use examples::{
     EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, init_logging,
-    parse_flags,
+    parse_flags, parse_protocols,
 };
 use rpc_core::{Codec, Server};
-use transports::TcpTransport;
+use transports::{GrpcTransport, TcpTransport};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -29,12 +33,16 @@ async fn run() -> Result<(), String> {
     let mut listen = "127.0.0.1:20880".to_owned();
     let mut codecs = Codec::ALL.to_vec();
     let mut name = "provider".to_owned();
+    let mut listen_tri = "127.0.0.1:50051".to_owned();
+    let mut protocols = vec!["tcp".to_owned()];
     let mut registry_url = default_registry();
     let mut admin_address = None;
     let mut admin_token = None;
     let mut monitor = None;
     let flags = [
         "--listen",
+        "--listen-tri",
+        "--protocols",
         "--codec",
         "--name",
         "--registry",
@@ -48,6 +56,10 @@ async fn run() -> Result<(), String> {
             "--admin-token" => admin_token = Some(value),
             "--monitor" => monitor = Some(value),
             "--listen" => listen = value,
+            "--listen-tri" => listen_tri = value,
+            "--protocols" => {
+                protocols = parse_protocols("--protocols", &value)?;
+            }
             "--codec" => {
                 codecs = value
                     .split(',')
@@ -65,20 +77,34 @@ async fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         builder = builder.registry(registry).application("examples-provider");
     }
+    // The first protocol listed is bound by `bind`, the others by `listen`.
+    for (i, protocol) in protocols.iter().enumerate() {
+        builder = match (i, protocol.as_str()) {
+            (0, "tcp") => builder.transport(TcpTransport::default()),
+            (0, _) => builder.transport(GrpcTransport::default()),
+            (_, "tcp") => builder.listen(TcpTransport::default(), listen.clone()),
+            (_, _) => builder.listen(GrpcTransport::default(), listen_tri.clone()),
+        };
+    }
+    let first = match protocols.first().map(String::as_str) {
+        Some("tri") => &listen_tri,
+        Some(_) => &listen,
+        None => return Err("--protocols: name at least one protocol".into()),
+    };
     let server = builder
-        .transport(TcpTransport::default())
         .codecs(codecs.clone())
         .add_service(GreeterServer::new(Greeting::new(name)))
         .add_service(EchoServer::new(Echoer))
-        .bind(&listen)
+        .bind(first)
         .await
         .map_err(|e| e.to_string())?;
     let codecs: Vec<_> = codecs.iter().map(|c| c.name()).collect();
-    println!(
-        "listening on {} (codecs: {})",
-        server.local_addr(),
-        codecs.join(",")
-    );
+    for (protocol, address) in server.local_addrs() {
+        println!(
+            "listening on {address} ({protocol}, codecs: {})",
+            codecs.join(",")
+        );
+    }
     if registry_url != "none" {
         println!("registered in {registry_url}");
     }

@@ -301,7 +301,8 @@ pub struct ClientBuilder<S = Client> {
     version: Name,
     /// Provider addresses with their weights.
     addresses: Vec<(String, u32)>,
-    pub(crate) transport: Option<Arc<dyn Transport>>,
+    /// The transports, at most one per protocol; the first is the default.
+    pub(crate) transports: Vec<Arc<dyn Transport>>,
     directory: Option<Arc<dyn Directory>>,
     registry: Option<Arc<dyn registry::Registry>>,
     application: String,
@@ -332,7 +333,7 @@ impl<S: FromClient> ClientBuilder<S> {
             service: service.into(),
             version: "".into(),
             addresses: Vec::new(),
-            transport: None,
+            transports: Vec::new(),
             directory: None,
             registry: None,
             application: String::new(),
@@ -363,7 +364,9 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
-    /// Adds one provider address (`host:port`).
+    /// Adds one provider address: `host:port` (reached with the first transport), or
+    /// `protocol://host:port` (reached with the transport of that protocol, say
+    /// `tri://127.0.0.1:50051`).
     pub fn address(mut self, address: impl Into<String>) -> ClientBuilder<S> {
         self.addresses.push((address.into(), DEFAULT_WEIGHT));
         self
@@ -390,9 +393,22 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
-    /// The transport to reach providers with (required with addresses).
+    /// A transport to reach providers with (required). Call it once per transport the
+    /// client should speak: a registry-fed client then uses every provider announced on
+    /// any of their protocols (`tcp://...` over TCP, `tri://...` over HTTP/2), and an
+    /// address with a `protocol://` prefix goes to that protocol's transport. The first
+    /// one is the default for bare addresses; a second transport of the same protocol
+    /// replaces the first.
     pub fn transport(mut self, transport: impl Transport) -> ClientBuilder<S> {
-        self.transport = Some(Arc::new(transport));
+        let transport: Arc<dyn Transport> = Arc::new(transport);
+        match self
+            .transports
+            .iter_mut()
+            .find(|t| t.protocol() == transport.protocol())
+        {
+            Some(same) => *same = transport,
+            None => self.transports.push(transport),
+        }
         self
     }
 
@@ -634,7 +650,8 @@ impl<S: FromClient> ClientBuilder<S> {
     /// an unknown cluster mode or load balancer.
     pub fn build(self) -> Result<S> {
         let service = &self.service;
-        let directory: Arc<dyn Directory> = match (self.directory, self.registry, self.transport) {
+        let transports = (!self.transports.is_empty()).then_some(self.transports);
+        let directory: Arc<dyn Directory> = match (self.directory, self.registry, transports) {
             (Some(_), Some(_), _) => {
                 return Err(Error::Config(format!(
                     "client for {service}: give it a directory or a registry, not both"
@@ -658,17 +675,20 @@ impl<S: FromClient> ClientBuilder<S> {
                      tokio runtime (it follows the registry in a task)"
                 )));
             }
-            (None, Some(registry), Some(transport)) => {
+            (None, Some(registry), Some(transports)) => {
                 let discovery = Discovery {
                     service: service.clone(),
                     version: self.version.clone(),
-                    protocol: transport.protocol().to_owned(),
+                    protocols: transports.iter().map(|t| t.protocol().to_owned()).collect(),
                     codec: self.codec,
                     application: self.application.clone(),
                     cache_file: self.registry_cache.clone(),
-                    tls: transport.tls(),
+                    // One flag for every protocol: a client whose transports differ in
+                    // TLS uses only providers announcing TLS.
+                    tls: transports.iter().any(|t| t.tls()),
                 };
-                let connector = Connector::new(transport).with_layers(self.provider_layers);
+                let connector =
+                    Connector::with_transports(transports)?.with_layers(self.provider_layers);
                 Arc::new(RegistryDirectory::start(registry, discovery, connector))
             }
             (None, None, Some(_)) if self.addresses.is_empty() => {
@@ -676,8 +696,9 @@ impl<S: FromClient> ClientBuilder<S> {
                     "client for {service} has no providers; call .address(...) or .registry(...)"
                 )));
             }
-            (None, None, Some(transport)) => {
-                let connector = Connector::new(transport).with_layers(self.provider_layers);
+            (None, None, Some(transports)) => {
+                let connector =
+                    Connector::with_transports(transports)?.with_layers(self.provider_layers);
                 let providers = self
                     .addresses
                     .iter()

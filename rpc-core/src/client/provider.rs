@@ -278,7 +278,8 @@ pub(crate) type ChannelLayer = Arc<dyn Fn(Channel) -> Channel + Send + Sync>;
 /// treatment as one from a static list.
 #[derive(Clone)]
 pub struct Connector {
-    transport: Arc<dyn Transport>,
+    /// At least one; the first reaches bare `host:port` addresses.
+    transports: Arc<[Arc<dyn Transport>]>,
     layers: Arc<[ChannelLayer]>,
 }
 
@@ -294,9 +295,27 @@ impl Connector {
     /// Providers reached through `transport`, with no provider layers.
     pub fn new(transport: Arc<dyn Transport>) -> Connector {
         Connector {
-            transport,
+            transports: Arc::new([transport]),
             layers: Arc::new([]),
         }
+    }
+
+    /// Providers reached through the transport of their protocol ([`Connector::provider`]);
+    /// the first transport reaches bare addresses. Fails with [`Error::Config`] without
+    /// any transport.
+    pub fn with_transports(transports: Vec<Arc<dyn Transport>>) -> Result<Connector> {
+        if transports.is_empty() {
+            return Err(Error::Config("a connector needs a transport".into()));
+        }
+        Ok(Connector {
+            transports: transports.into(),
+            layers: Arc::new([]),
+        })
+    }
+
+    /// The protocols of this connector's transports, the default first.
+    pub fn protocols(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.transports.iter().map(|t| t.protocol())
     }
 
     pub(crate) fn with_layers(mut self, layers: Vec<ChannelLayer>) -> Connector {
@@ -304,9 +323,36 @@ impl Connector {
         self
     }
 
-    /// A provider at `address` (`host:port`), connected lazily.
+    /// A provider at `address`, connected lazily: `host:port` through the first
+    /// transport, `protocol://host:port` through that protocol's (an
+    /// [`Error::Config`] naming the protocols at hand when there is none).
     pub fn provider(&self, address: &str) -> Result<Provider> {
-        let mut channel = self.transport.connect(address)?;
+        let provider = match address.split_once("://") {
+            Some((protocol, bare)) => self.provider_on(protocol, bare)?,
+            None => self.provider_on(self.transports[0].protocol(), address)?,
+        };
+        Ok(Provider {
+            address: address.into(),
+            ..provider
+        })
+    }
+
+    /// A provider at `address` (`host:port`) reached through the transport of `protocol`
+    /// (a registry URL's scheme).
+    pub fn provider_on(&self, protocol: &str, address: &str) -> Result<Provider> {
+        let transport = self
+            .transports
+            .iter()
+            .find(|t| t.protocol() == protocol)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.protocols().collect();
+                Error::Config(format!(
+                    "provider {address}: no transport for protocol {protocol:?} (this client \
+                     has {})",
+                    known.join(", ")
+                ))
+            })?;
+        let mut channel = transport.connect(address)?;
         // First layer added = outermost: wrap from the last one inwards.
         for layer in self.layers.iter().rev() {
             channel = layer(channel);

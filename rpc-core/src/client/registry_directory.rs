@@ -32,9 +32,9 @@ pub struct Discovery {
     pub service: Name,
     /// Its version; only providers announcing the same version are used.
     pub version: Name,
-    /// The consumer's transport protocol ([`crate::Transport::protocol`]); providers
+    /// The consumer's transport protocols ([`crate::Transport::protocol`]); providers
     /// announced on another protocol are skipped.
-    pub protocol: String,
+    pub protocols: Vec<String>,
     /// The consumer's codec; providers that list their serializations must list it.
     pub codec: Codec,
     /// The consumer's application name, announced in its consumer URL.
@@ -53,7 +53,7 @@ impl Discovery {
         Discovery {
             service: service.into(),
             version: "".into(),
-            protocol: protocol.into(),
+            protocols: vec![protocol.into()],
             codec: Codec::default(),
             application: String::new(),
             cache_file: None,
@@ -64,7 +64,7 @@ impl Discovery {
     /// True when the provider at `url` can serve this consumer.
     pub fn accepts(&self, url: &ProviderUrl) -> bool {
         !url.is_consumer()
-            && url.scheme() == self.protocol
+            && self.protocols.iter().any(|p| p == url.scheme())
             && url.service() == &*self.service
             && url.version() == &*self.version
             && (url.param(crate::transport::TLS_PARAM) == Some("true")) == self.tls
@@ -244,7 +244,7 @@ impl Follower {
             let provider = match by_address.get(url.address()) {
                 // Same channel, same statistics: a re-listed provider keeps its connection.
                 Some(&known) => known.clone(),
-                None => match self.connector.provider(url.address()) {
+                None => match self.connector.provider_on(url.scheme(), url.address()) {
                     Ok(provider) => provider,
                     Err(error) => {
                         tracing::warn!(%error, url = %url, "skipping a provider");
@@ -306,7 +306,7 @@ impl Follower {
         )
         .with_param("side", "consumer")
         .with_param("category", "consumers")
-        .with_param("protocol", &discovery.protocol)
+        .with_param("protocol", &discovery.protocols.join(","))
         .with_param("serialization", discovery.codec.name())
         .with_param("pid", &std::process::id().to_string())
         .with_param("timestamp", &epoch_ms().to_string());

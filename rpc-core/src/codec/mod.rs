@@ -16,6 +16,7 @@
 mod bincode;
 mod blob;
 mod json;
+pub(crate) mod protobuf;
 
 pub use blob::Blob;
 
@@ -40,36 +41,52 @@ pub enum Codec {
     /// JSON (serde_json). Readable; arguments travel as a JSON array. A `Vec<u8>` is an
     /// array of numbers; a [`Blob`] is a base64 string (see the [module docs](self)).
     Json,
+    /// Protocol Buffers (prost), for services whose argument and result are protobuf
+    /// messages (services generated from `.proto` files by `rpc-build`). A serde service
+    /// refuses it: a client for one cannot be built with it, and a provider answers a
+    /// call in it with a bad request.
+    Protobuf,
 }
 
 impl Codec {
     /// Every codec this build knows.
-    pub const ALL: [Codec; 2] = [Codec::Bincode, Codec::Json];
+    pub const ALL: [Codec; 3] = [Codec::Bincode, Codec::Json, Codec::Protobuf];
+
+    /// The codecs that carry any serde type: those of `#[service]` traits.
+    pub const SERDE: [Codec; 2] = [Codec::Bincode, Codec::Json];
 
     /// The codec's name, as used in configuration and on the command line.
     pub const fn name(self) -> &'static str {
         match self {
             Codec::Bincode => "bincode",
             Codec::Json => "json",
+            Codec::Protobuf => "protobuf",
         }
     }
 
     /// Appends the serde encoding of `value` to `out`.
+    ///
+    /// Fails with [`Error::Config`] for [`Codec::Protobuf`], which carries protobuf
+    /// messages only (see [`crate::format::Prost`]).
     pub fn encode<T: Serialize + ?Sized>(self, value: &T, out: &mut BytesMut) -> Result<()> {
         match self {
             Codec::Bincode => bincode::encode(value, out),
             Codec::Json => json::encode(value, out),
+            Codec::Protobuf => Err(protobuf::serde_value_refused()),
         }
     }
 
     /// Decodes one serde value that must fill `bytes` exactly.
     ///
     /// `bytes` came from the network: errors are typed, nothing panics, and no length inside
-    /// the payload can make the decoder allocate more than the payload could hold.
+    /// the payload can make the decoder allocate more than the payload could hold. For
+    /// [`Codec::Protobuf`] it fails with [`Error::Protocol`] (a provider answers it as a bad
+    /// request): serde types have no protobuf encoding.
     pub fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T> {
         match self {
             Codec::Bincode => bincode::decode(bytes),
             Codec::Json => json::decode(bytes),
+            Codec::Protobuf => Err(protobuf::serde_body_refused()),
         }
     }
 }
@@ -87,8 +104,9 @@ impl std::str::FromStr for Codec {
         match s {
             "bincode" => Ok(Codec::Bincode),
             "json" => Ok(Codec::Json),
+            "protobuf" => Ok(Codec::Protobuf),
             other => Err(Error::Config(format!(
-                "unknown codec {other:?}; expected bincode or json"
+                "unknown codec {other:?}; expected bincode, json or protobuf"
             ))),
         }
     }
@@ -138,8 +156,23 @@ mod tests {
     }
 
     #[test]
+    fn protobuf_refuses_serde_values_with_a_typed_error() {
+        let mut out = BytesMut::new();
+        assert!(matches!(
+            Codec::Protobuf.encode(&("a", 1u8), &mut out),
+            Err(Error::Config(_))
+        ));
+        assert!(out.is_empty());
+        let refused = Codec::Protobuf.decode::<(String,)>(b"\x0a\x01a");
+        assert!(
+            matches!(&refused, Err(Error::Protocol(m)) if m.contains("protobuf")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn trailing_bytes_are_rejected() {
-        for codec in Codec::ALL {
+        for codec in Codec::SERDE {
             let mut out = BytesMut::new();
             codec.encode(&(7u32,), &mut out).ok();
             out.extend_from_slice(b"zz");
@@ -191,7 +224,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_value_round_trips_in_every_codec(o in order(), n in any::<u32>(), bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            for codec in Codec::ALL {
+            for codec in Codec::SERDE {
                 let args = (&o, &n, &bytes);
                 let mut out = BytesMut::new();
                 codec.encode(&args, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -151,7 +151,7 @@ impl ServerControl {
             .descriptor(descriptor)
             .codec(Codec::Json)
             .address(address.to_string());
-        builder.transport = Some(self.inner.transport.clone());
+        builder.transports = vec![self.inner.transport.clone()];
         builder.build()
     }
 

@@ -223,6 +223,8 @@ impl Dispatcher {
 /// Builds a [`Server`]: a transport, one or more skeletons, a drain timeout.
 pub struct ServerBuilder {
     transport: Option<Arc<dyn Transport>>,
+    /// More transports, each with its own address ([`ServerBuilder::listen`]).
+    more: Vec<(Arc<dyn Transport>, String)>,
     skeletons: Vec<Arc<dyn Skeleton>>,
     codecs: Vec<Codec>,
     shutdown_timeout: Duration,
@@ -456,6 +458,34 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves on `transport` at `address` too, beside the transport [`ServerBuilder::bind`]
+    /// binds: each transport has its own listener, every one serves every service, and
+    /// the registry gets one URL per service and protocol (`tcp://...`, `tri://...`), so
+    /// consumers of either transport find this server. Shutdown drains them together.
+    ///
+    /// ```no_run
+    /// # async fn run(skeleton: impl rpc_core::Skeleton, tcp: impl rpc_core::Transport,
+    /// #     h2: impl rpc_core::Transport) -> rpc_core::Result<()> {
+    /// let server = rpc_core::Server::builder()
+    ///     .transport(tcp)
+    ///     .listen(h2, "0.0.0.0:50051")
+    ///     .add_service(skeleton)
+    ///     .bind("0.0.0.0:20880")
+    ///     .await?;
+    /// for (protocol, address) in server.local_addrs() {
+    ///     println!("{protocol} listening on {address}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn listen(
+        mut self,
+        transport: impl Transport,
+        address: impl Into<String>,
+    ) -> ServerBuilder {
+        self.more.push((Arc::new(transport), address.into()));
+        self
+    }
+
     /// Serves one more service; several services share the port.
     pub fn add_service(mut self, skeleton: impl Skeleton) -> ServerBuilder {
         self.skeletons.push(Arc::new(skeleton));
@@ -521,34 +551,47 @@ impl ServerBuilder {
             .with_codecs(&self.codecs)
             .with_service(stack);
         dispatcher.security = self.security.build()?;
-        let listener = transport.bind(address, dispatcher.clone()).await?;
+        let mut listeners = Listeners(Vec::with_capacity(1 + self.more.len()));
+        // Per listener, whether its transport encrypts (announced as `tls=true`).
+        let mut encrypted = Vec::with_capacity(1 + self.more.len());
+        let first = transport.clone();
+        let all = std::iter::once((transport, address.to_owned())).chain(self.more);
+        for (transport, address) in all {
+            // A failed bind drops the listeners bound so far, which closes them.
+            let listener = transport.bind(&address, dispatcher.clone()).await?;
+            tracing::info!(protocol = transport.protocol(), address = %listener.local_addr(), services = ?dispatcher.descriptors().iter().map(|d| d.name).collect::<Vec<_>>(), "server listening");
+            encrypted.push(transport.tls());
+            listeners.0.push((transport.protocol(), listener));
+        }
         let (shutdown, _) = watch::channel(false);
-        tracing::info!(address = %listener.local_addr(), services = ?dispatcher.descriptors().iter().map(|d| d.name).collect::<Vec<_>>(), "server listening");
         let registration = match self.registry {
             Some(registry) => {
-                let mut urls = self.announcement.urls(
-                    transport.protocol(),
-                    listener.local_addr(),
-                    &dispatcher.descriptors(),
-                    &self.codecs,
-                );
-                for url in &mut urls {
-                    if let Some(token) = dispatcher
-                        .security
-                        .as_ref()
-                        .and_then(|security| security.token_of(url.service()))
-                    {
-                        *url = url.clone().with_param(security::TOKEN_PARAM, token);
+                let mut urls = Vec::new();
+                for ((protocol, listener), tls) in listeners.0.iter().zip(&encrypted) {
+                    let mut these = self.announcement.urls(
+                        protocol,
+                        listener.local_addr(),
+                        &dispatcher.descriptors(),
+                        &self.codecs,
+                    );
+                    for url in &mut these {
+                        if let Some(token) = dispatcher
+                            .security
+                            .as_ref()
+                            .and_then(|security| security.token_of(url.service()))
+                        {
+                            *url = url.clone().with_param(security::TOKEN_PARAM, token);
+                        }
+                        if *tls {
+                            *url = url.clone().with_param(crate::transport::TLS_PARAM, "true");
+                        }
                     }
-                    if transport.tls() {
-                        *url = url.clone().with_param(crate::transport::TLS_PARAM, "true");
-                    }
+                    urls.extend(these);
                 }
                 match Registration::register(registry, urls).await {
                     Ok(registration) => Some(Arc::new(registration)),
                     Err(error) => {
-                        listener.stop_accepting();
-                        listener.close().await;
+                        listeners.close().await;
                         return Err(error);
                     }
                 }
@@ -557,15 +600,15 @@ impl ServerBuilder {
         };
         let control = ServerControl {
             inner: Arc::new(ControlInner {
-                address: listener.local_addr(),
+                address: listeners.0[0].1.local_addr(),
                 services: dispatcher.descriptors(),
                 registration: registration.clone(),
                 state: Default::default(),
-                transport: transport.clone(),
+                transport: first,
             }),
         };
         Ok(Server {
-            listener,
+            listeners,
             registration,
             control,
             dispatcher,
@@ -582,7 +625,7 @@ impl ServerBuilder {
 /// gracefully; dropping it stops it at once (calls still running are abandoned and their
 /// callers told so).
 pub struct Server {
-    listener: Box<dyn Listener>,
+    listeners: Listeners,
     registration: Option<Arc<Registration>>,
     control: ServerControl,
     dispatcher: Dispatcher,
@@ -601,6 +644,7 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             transport: None,
+            more: Vec::new(),
             skeletons: Vec::new(),
             codecs: Codec::ALL.to_vec(),
             layers: Vec::new(),
@@ -615,9 +659,29 @@ impl Server {
         }
     }
 
-    /// The address the server listens on.
+    /// The address the server listens on (the one [`ServerBuilder::bind`] bound).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr()
+        self.listeners.0[0].1.local_addr()
+    }
+
+    /// Every address the server listens on, with its transport's protocol (`tcp`,
+    /// `tri`): the one [`ServerBuilder::bind`] bound first, then those of
+    /// [`ServerBuilder::listen`] in order.
+    pub fn local_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.listeners
+            .0
+            .iter()
+            .map(|(protocol, listener)| (*protocol, listener.local_addr()))
+            .collect()
+    }
+
+    /// The address of the transport called `protocol`, if the server serves it.
+    pub fn local_addr_of(&self, protocol: &str) -> Option<SocketAddr> {
+        self.listeners
+            .0
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, listener)| listener.local_addr())
     }
 
     /// What the server's token and IP checks refused so far.
@@ -665,12 +729,12 @@ impl Server {
     /// Unregisters from the registry (consumers move away), stops accepting, lets
     /// in-flight calls finish (bounded by the shutdown timeout), closes.
     pub async fn shutdown(self) {
-        tracing::info!(address = %self.local_addr(), "server shutting down");
+        tracing::info!(addresses = ?self.local_addrs(), "server shutting down");
         self.control.set_state(ServerState::Draining);
         if let Some(registration) = &self.registration {
             registration.withdraw().await;
         }
-        self.listener.stop_accepting();
+        self.listeners.stop_accepting();
         if !self.dispatcher.drain(self.shutdown_timeout).await {
             tracing::warn!(
                 in_flight = self.dispatcher.in_flight(),
@@ -678,7 +742,7 @@ impl Server {
                 "shutdown timeout reached, abandoning remaining calls"
             );
         }
-        self.listener.close().await;
+        self.listeners.close().await;
         self.control.set_state(ServerState::Stopped);
     }
 }
@@ -691,11 +755,34 @@ impl Drop for Server {
         if let Some(registration) = &self.registration {
             registration.withdraw_in_background();
         }
-        // After a graceful shutdown this finds nothing left to stop. Closing starts at
-        // once; the returned future would only wait for it.
+        // After a graceful shutdown this finds nothing left to stop.
         self.dispatcher.state.draining.cancel();
-        self.listener.stop_accepting();
-        drop(self.listener.close());
+    }
+}
+
+/// The listeners of a server, one per transport. Dropping them closes them (closing
+/// starts at once; the returned future would only wait for it).
+struct Listeners(Vec<(&'static str, Box<dyn Listener>)>);
+
+impl Listeners {
+    fn stop_accepting(&self) {
+        for (_, listener) in &self.0 {
+            listener.stop_accepting();
+        }
+    }
+
+    async fn close(&self) {
+        let closing: Vec<_> = self.0.iter().map(|(_, l)| l.close()).collect();
+        futures_util::future::join_all(closing).await;
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for (_, listener) in &self.0 {
+            listener.stop_accepting();
+            drop(listener.close());
+        }
     }
 }
 

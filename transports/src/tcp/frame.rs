@@ -15,11 +15,12 @@ use crate::Error;
 
 /// The serialization id of `codec`, carried in the low 5 bits of the flags byte.
 ///
-/// JSON keeps Dubbo's id for its JSON serializer (6); bincode, which Dubbo does not have,
-/// takes an id Dubbo leaves unused (24).
+/// JSON and protobuf keep Dubbo's ids for its JSON (6) and protobuf (22) serializers;
+/// bincode, which Dubbo does not have, takes an id Dubbo leaves unused (24).
 pub fn serialization_id(codec: Codec) -> u8 {
     match codec {
         Codec::Json => 6,
+        Codec::Protobuf => 22,
         _ => 24,
     }
 }
@@ -29,6 +30,7 @@ pub fn codec_for_id(id: u8) -> Result<Codec, Error> {
     match id {
         24 => Ok(Codec::Bincode),
         6 => Ok(Codec::Json),
+        22 => Ok(Codec::Protobuf),
         other => Err(Error::UnknownCodec(other)),
     }
 }

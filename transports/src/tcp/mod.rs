@@ -5,8 +5,8 @@ mod client;
 mod conn;
 pub mod frame;
 pub mod head;
-mod log;
-mod server;
+pub(crate) mod log;
+pub(crate) mod server;
 pub mod status;
 
 pub use status::Status;
@@ -330,7 +330,7 @@ impl Transport for TcpTransport {
 
 /// Checks that `address` has the `host:port` form a TCP connection needs; says which part
 /// is wrong and what is expected otherwise.
-fn check_address(address: &str) -> Result<()> {
+pub(crate) fn check_address(address: &str) -> Result<()> {
     let invalid = |why: &str| {
         rpc_core::Error::Config(format!(
             "invalid TCP address {address:?}: {why}; expected host:port, e.g. \

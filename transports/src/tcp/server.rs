@@ -89,7 +89,7 @@ pub(crate) async fn bind(
 
 /// A listening socket with our backlog (tokio's `TcpListener::bind` fixes it at 1024, and
 /// bursts of connects beyond it wait a second each in the kernel).
-async fn listen(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
+pub(crate) async fn listen(address: &str, backlog: u32) -> std::io::Result<TcpListener> {
     let mut last_error = None;
     for addr in tokio::net::lookup_host(address).await? {
         let socket = if addr.is_ipv4() {

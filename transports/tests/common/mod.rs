@@ -160,3 +160,28 @@ pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -
     }
     condition().then(|| started.elapsed())
 }
+
+/// A provider serving `ProbeImpl` over HTTP/2 on a free loopback port.
+pub async fn start_grpc(config: transports::GrpcConfig) -> (Server, Arc<Stats>) {
+    let probe = ProbeImpl::default();
+    let stats = probe.stats.clone();
+    let server = Server::builder()
+        .transport(transports::GrpcTransport::new(config))
+        .add_service(ProbeServer::new(probe))
+        .shutdown_timeout(Duration::from_secs(1))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind a free loopback port");
+    (server, stats)
+}
+
+/// A client of the probe at `address`, over HTTP/2.
+pub fn grpc_client(address: SocketAddr, codec: Codec) -> ProbeClient {
+    ProbeClient::builder()
+        .transport(transports::GrpcTransport::default())
+        .address(address.to_string())
+        .codec(codec)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client config is valid")
+}

@@ -1,0 +1,434 @@
+//! The consumer end: one HTTP/2 connection per provider address, every call a stream on
+//! it, reconnected with backoff.
+//!
+//! While the provider is down, calls behave as on the TCP transport: a call fails at once
+//! with the last attempt's [`Error::Unavailable`] (so a cluster moves on), unless its
+//! request says no other provider is left ([`Request::wait_for_ready`]) and the next
+//! attempt starts before its deadline; then it waits for that attempt.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use http::header::{CONTENT_TYPE, HeaderValue, TE};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rpc_core::{Error, Request, Response, Result};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tower::Service;
+
+use super::body::Unary;
+use super::message::{self, MessageError};
+use super::status::{GrpcStatus, TRI_CODE, decode_message, error_for, format_timeout};
+use super::{
+    GrpcConfig, MAX_MESSAGE_LEN_SETTING, VERSION_HEADER, codec_for_content_type, content_type,
+    metadata,
+};
+
+type Sender = http2::SendRequest<Unary>;
+
+/// The endpoints of one transport by address: every channel to an address shares one
+/// connection. Entries are weak; the last channel to go closes its connection.
+#[derive(Default)]
+pub(crate) struct Endpoints {
+    by_address: Mutex<std::collections::HashMap<Arc<str>, Weak<Endpoint>>>,
+}
+
+impl Endpoints {
+    pub(crate) fn channel(&self, address: &str, config: &Arc<GrpcConfig>) -> GrpcChannel {
+        let mut by_address = self
+            .by_address
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(endpoint) = by_address.get(address).and_then(Weak::upgrade) {
+            return GrpcChannel { endpoint };
+        }
+        by_address.retain(|_, endpoint| endpoint.strong_count() > 0);
+        let endpoint = Arc::new(Endpoint::new(address, config.clone()));
+        by_address.insert(endpoint.address.clone(), Arc::downgrade(&endpoint));
+        GrpcChannel { endpoint }
+    }
+}
+
+/// A [`rpc_core::Channel`] to one provider address.
+#[derive(Clone)]
+pub(crate) struct GrpcChannel {
+    endpoint: Arc<Endpoint>,
+}
+
+impl Service<Request> for GrpcChannel {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let endpoint = self.endpoint.clone();
+        Box::pin(async move {
+            let sender = endpoint.sender(&request).await?;
+            let (deadline, budget, codec) = (request.deadline, request.timeout, request.codec);
+            if request.oneway {
+                // gRPC has no one-way calls: the call goes out as usual and its answer is
+                // dropped when it comes.
+                tokio::spawn(async move {
+                    let call = endpoint.call(sender, request);
+                    let _ = tokio::time::timeout_at(deadline.into(), call).await;
+                });
+                return Ok(Response {
+                    codec,
+                    body: Default::default(),
+                });
+            }
+            match tokio::time::timeout_at(deadline.into(), endpoint.call(sender, request)).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::timeout_awaiting_answer(budget, &*endpoint.address)),
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+enum ConnState {
+    Connecting { last_error: Option<Error> },
+    Connected(Sender),
+    Failed { error: Error, retry_at: Instant },
+}
+
+struct Endpoint {
+    address: Arc<str>,
+    /// `http://address`, the authority of every request.
+    authority: http::uri::Authority,
+    config: Arc<GrpcConfig>,
+    state: watch::Receiver<ConnState>,
+    started: AtomicBool,
+    sender: Mutex<Option<watch::Sender<ConnState>>>,
+}
+
+impl Endpoint {
+    fn new(address: &str, config: Arc<GrpcConfig>) -> Endpoint {
+        let (sender, state) = watch::channel(ConnState::Connecting { last_error: None });
+        Endpoint {
+            address: address.into(),
+            authority: address
+                .parse()
+                .unwrap_or_else(|_| http::uri::Authority::from_static("localhost")),
+            config,
+            state,
+            started: AtomicBool::new(false),
+            sender: Mutex::new(Some(sender)),
+        }
+    }
+
+    /// The live connection for `request`, waiting as the module docs say.
+    async fn sender(&self, request: &Request) -> Result<Sender> {
+        self.start();
+        let mut state = self.state.clone();
+        loop {
+            let last_error = match &*state.borrow_and_update() {
+                ConnState::Connected(sender) if !sender.is_closed() => return Ok(sender.clone()),
+                ConnState::Connected(_) => None,
+                ConnState::Failed { error, retry_at } => {
+                    if !request.wait_for_ready || *retry_at >= request.deadline {
+                        return Err(error.clone());
+                    }
+                    Some(error.clone())
+                }
+                ConnState::Connecting { last_error } => last_error.clone(),
+            };
+            match tokio::time::timeout_at(request.deadline.into(), state.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::unavailable("connection manager stopped", None)),
+                Err(_) => {
+                    return Err(Error::timeout_connecting(
+                        request.timeout,
+                        &*self.address,
+                        last_error.as_ref(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn start(&self) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(sender) = sender {
+            self.started.store(true, Ordering::Release);
+            tokio::spawn(manage(self.address.clone(), self.config.clone(), sender));
+        }
+    }
+
+    /// Sends `request` as one stream and reads its answer.
+    async fn call(&self, mut sender: Sender, request: Request) -> Result<Response> {
+        let http_request = self.http_request(&request)?;
+        let codec = request.codec;
+        let response = match sender.try_send_request(http_request).await {
+            Ok(response) => response,
+            Err(mut error) => {
+                let unsent = error.take_message().is_some();
+                let error = error.into_error();
+                return Err(if unsent {
+                    Error::unavailable(
+                        format!(
+                            "connection to {} closed before the call was sent: {error}",
+                            self.address
+                        ),
+                        None,
+                    )
+                } else {
+                    Error::transport(format!("call to {} failed: {error}", self.address))
+                });
+            }
+        };
+        let (parts, mut body) = response.into_parts();
+        if parts.status != StatusCode::OK {
+            return Err(http_error(parts.status, &parts.headers));
+        }
+        // Trailers-only: the status came with the headers, there is no message.
+        if parts.headers.contains_key("grpc-status") {
+            return Err(self
+                .status_error(&parts.headers, request.timeout)
+                .unwrap_or_else(|| {
+                    Error::Protocol(format!("{} answered OK without a message", self.address))
+                }));
+        }
+        let answered_codec = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| codec_for_content_type(v.as_bytes()));
+        if answered_codec.is_some_and(|c| c != codec) {
+            return Err(Error::Protocol(format!(
+                "{} answered in another codec than asked ({codec})",
+                self.address
+            )));
+        }
+        let (message, trailers) =
+            match message::read_unary(&mut body, self.config.max_message_len).await {
+                Ok(read) => read,
+                Err(MessageError::TooLarge { size, limit }) => {
+                    return Err(Error::response_too_large(
+                        size,
+                        limit,
+                        MAX_MESSAGE_LEN_SETTING,
+                    ));
+                }
+                Err(MessageError::Body(error)) => {
+                    return Err(Error::transport(format!(
+                        "reading the answer from {} failed: {error}",
+                        self.address
+                    )));
+                }
+                Err(error) => {
+                    return Err(Error::Protocol(format!(
+                        "unreadable answer from {}: {error}",
+                        self.address
+                    )));
+                }
+            };
+        let Some(trailers) = trailers else {
+            return Err(Error::Protocol(format!(
+                "{} ended the answer without grpc-status",
+                self.address
+            )));
+        };
+        match self.status_error(&trailers, request.timeout) {
+            None => Ok(Response {
+                codec,
+                body: message,
+            }),
+            Some(error) => Err(error),
+        }
+    }
+
+    fn http_request(&self, request: &Request) -> Result<http::Request<Unary>> {
+        let path = format!("/{}/{}", request.service, request.method.name);
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| {
+                Error::Protocol(format!(
+                    "{}/{} cannot be a request path: {e}",
+                    request.service, request.method.name
+                ))
+            })?;
+        let mut http_request = http::Request::new(Unary::data(message::framed(&request.body)));
+        *http_request.method_mut() = Method::POST;
+        *http_request.uri_mut() = uri;
+        let headers = http_request.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(content_type(request.codec)),
+        );
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        let left = request.deadline.saturating_duration_since(Instant::now());
+        if let Ok(value) = HeaderValue::from_str(&format_timeout(left)) {
+            headers.insert("grpc-timeout", value);
+        }
+        if !request.version.is_empty() {
+            let version = HeaderValue::from_str(&request.version).map_err(|_| {
+                Error::Protocol(format!("version {:?} cannot be a header", request.version))
+            })?;
+            headers.insert(VERSION_HEADER, version);
+        }
+        metadata::add_attachments(&request.attachments, headers)?;
+        Ok(http_request)
+    }
+
+    /// The error `headers` (trailers, or a trailers-only answer) report; `None` for OK.
+    fn status_error(&self, headers: &HeaderMap, budget: Duration) -> Option<Error> {
+        let Some(value) = headers.get("grpc-status") else {
+            return Some(Error::Protocol(format!(
+                "{} ended the answer without grpc-status",
+                self.address
+            )));
+        };
+        let status = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .map_or(GrpcStatus::Unknown, GrpcStatus::from_number);
+        if status == GrpcStatus::Ok {
+            return None;
+        }
+        let message = headers
+            .get("grpc-message")
+            .map(|v| decode_message(v.as_bytes()))
+            .unwrap_or_default();
+        let tri = headers.get(TRI_CODE).and_then(|v| v.to_str().ok());
+        Some(error_for(
+            status,
+            tri,
+            message,
+            budget,
+            &self.address,
+            MAX_MESSAGE_LEN_SETTING,
+        ))
+    }
+}
+
+/// The error for an answer that is not HTTP 200, by the gRPC spec's table.
+fn http_error(status: StatusCode, headers: &HeaderMap) -> Error {
+    let grpc = match status.as_u16() {
+        400 => GrpcStatus::Internal,
+        401 => GrpcStatus::Unauthenticated,
+        403 => GrpcStatus::PermissionDenied,
+        404 => GrpcStatus::Unimplemented,
+        429 | 502 | 503 | 504 => GrpcStatus::Unavailable,
+        _ => GrpcStatus::Unknown,
+    };
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    Error::from_code(
+        grpc.to_code().unwrap_or(rpc_core::Code::Unknown),
+        format!("HTTP status {status} (content type {content_type:?}) instead of a gRPC answer"),
+        Duration::ZERO,
+    )
+}
+
+/// Connects, waits for the connection to end, reconnects with backoff. Ends when every
+/// channel to the address is dropped.
+async fn manage(address: Arc<str>, config: Arc<GrpcConfig>, state: watch::Sender<ConnState>) {
+    let mut backoff = config.reconnect_backoff;
+    let mut last_error = None;
+    loop {
+        state.send_replace(ConnState::Connecting {
+            last_error: last_error.take(),
+        });
+        let attempt = tokio::select! {
+            attempt = open(&address, &config) => attempt,
+            _ = state.closed() => return,
+        };
+        let error = match attempt {
+            Ok((sender, connection)) => {
+                let opened = Instant::now();
+                tracing::debug!(%address, "connected (HTTP/2)");
+                state.send_replace(ConnState::Connected(sender));
+                let outcome = tokio::select! {
+                    outcome = connection => outcome,
+                    // Dropping the connection future closes the socket.
+                    _ = state.closed() => return,
+                };
+                let error = match outcome {
+                    Ok(()) => Error::unavailable(format!("connection to {address} closed"), None),
+                    Err(error) => {
+                        Error::unavailable(format!("connection to {address} failed: {error}"), None)
+                    }
+                };
+                tracing::info!(%address, %error, "connection lost, reconnecting");
+                if opened.elapsed() >= Duration::from_secs(1) {
+                    backoff = config.reconnect_backoff;
+                    last_error = Some(error);
+                    continue;
+                }
+                error
+            }
+            Err(error) => {
+                tracing::debug!(%address, %error, "connect failed");
+                error
+            }
+        };
+        state.send_replace(ConnState::Failed {
+            error: error.clone(),
+            retry_at: Instant::now() + backoff,
+        });
+        last_error = Some(error);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = state.closed() => return,
+        }
+        backoff = (backoff * 2).min(config.reconnect_backoff_max);
+    }
+}
+
+type ConnectionFuture = BoxFuture<'static, std::result::Result<(), hyper::Error>>;
+
+/// Opens a TCP connection and runs the HTTP/2 handshake on it.
+async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionFuture)> {
+    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
+        .await
+        .map_err(|_| {
+            Error::unavailable(
+                format!(
+                    "connect to {address} timed out after {:?}",
+                    config.connect_timeout
+                ),
+                None,
+            )
+        })?
+        .map_err(|e| Error::unavailable(format!("connect to {address} failed"), Some(e)))?;
+    let _ = stream.set_nodelay(true);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(config.stream_window)
+        .initial_connection_window_size(config.stream_window.saturating_mul(2));
+    let handshake = builder.handshake::<_, Unary>(TokioIo::new(stream));
+    let (sender, connection) = tokio::time::timeout(config.connect_timeout, handshake)
+        .await
+        .map_err(|_| {
+            Error::unavailable(format!("HTTP/2 handshake with {address} timed out"), None)
+        })?
+        .map_err(|e| {
+            Error::unavailable(format!("HTTP/2 handshake with {address} failed: {e}"), None)
+        })?;
+    Ok((sender, Box::pin(connection)))
+}

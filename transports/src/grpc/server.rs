@@ -1,0 +1,468 @@
+//! The provider end: one hyper connection per accepted socket (HTTP/2, or HTTP/1.1 for the
+//! JSON gateway, told apart by the connection preface), each stream a call handed to
+//! core's admission path through the connection's [`Session`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
+use rpc_core::transport::Listener;
+use rpc_core::{Codec, Context, Error, Result};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::body::Unary;
+use super::message::{self, MessageError};
+use super::status::{GrpcStatus, TRI_CODE, encode_message, message_for, parse_timeout, tri_name};
+use super::{
+    GrpcConfig, MAX_MESSAGE_LEN_SETTING, VERSION_HEADER, codec_for_content_type, content_type,
+    json, metadata,
+};
+use crate::tcp::log::RateLimited;
+
+/// The listen backlog (as the TCP transport's default).
+const BACKLOG: u32 = 4096;
+
+static FAILED_ACCEPTS: RateLimited = RateLimited::new();
+
+pub(super) struct Shared {
+    pub(super) config: Arc<GrpcConfig>,
+    pub(super) dispatcher: Dispatcher,
+    stop_accepting: CancellationToken,
+    closing: CancellationToken,
+    connections: TaskTracker,
+    http: auto::Builder<TokioExecutor>,
+}
+
+struct GrpcServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+pub(super) async fn bind(
+    address: String,
+    dispatcher: Dispatcher,
+    config: Arc<GrpcConfig>,
+) -> Result<Box<dyn Listener>> {
+    let listener = crate::tcp::server::listen(&address, BACKLOG)
+        .await
+        .map_err(|e| Error::io(format!("bind {address} failed"), e))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("local address of listener", e))?;
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.request_read_timeout)
+        .keep_alive(true);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout)
+        .initial_stream_window_size(config.stream_window)
+        .initial_connection_window_size(config.stream_window.saturating_mul(2))
+        // A peer that opens and resets streams as fast as it can (the "rapid reset"
+        // attack) is cut off instead of keeping the server busy.
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
+    let shared = Arc::new(Shared {
+        config,
+        dispatcher,
+        stop_accepting: CancellationToken::new(),
+        closing: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        http,
+    });
+    shared
+        .connections
+        .spawn(accept_loop(listener, shared.clone()));
+    Ok(Box::new(GrpcServer { local_addr, shared }))
+}
+
+impl Listener for GrpcServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn stop_accepting(&self) {
+        self.shared.stop_accepting.cancel();
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        shared.stop_accepting.cancel();
+        shared.closing.cancel();
+        shared.connections.close();
+        Box::pin(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), shared.connections.wait()).await;
+        })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.stop_accepting.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                shared
+                    .connections
+                    .spawn(serve_connection(shared.clone(), stream, peer));
+            }
+            Err(error) => {
+                FAILED_ACCEPTS.warn(|held_back| tracing::warn!(%error, held_back, "accept failed"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The calls of one connection.
+pub(super) struct Connection {
+    pub(super) peer: SocketAddr,
+    pub(super) shared: Arc<Shared>,
+    session: Mutex<Session<GrpcReply>>,
+    next_id: AtomicU64,
+}
+
+impl Connection {
+    fn session(&self) -> MutexGuard<'_, Session<GrpcReply>> {
+        // Only admission runs under the lock; a poisoned session is still a valid one.
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `call` through core's admission path and waits for its outcome. Dropping the
+    /// future (the peer reset the stream, the connection went) cancels the call.
+    pub(super) async fn run(&self, call: IncomingCall<'_>) -> Result<rpc_core::Response> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.session().dispatch(id, call, Some(GrpcReply(tx)));
+        let mut guard = CancelOnDrop {
+            connection: self,
+            id,
+            armed: true,
+        };
+        let outcome = rx.await;
+        guard.armed = false;
+        // The reply is dropped unsent only when the session itself went away.
+        outcome.unwrap_or(Err(Error::Cancelled))
+    }
+}
+
+/// Cancels a call whose stream went away before its answer.
+struct CancelOnDrop<'a> {
+    connection: &'a Connection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.connection.session().cancel(self.id) {
+            tracing::debug!(peer = %self.connection.peer, id = self.id, "call cancelled by caller (stream reset)");
+        }
+    }
+}
+
+/// How core's admission path answers a call on this transport: to the stream's task.
+pub(super) struct GrpcReply(oneshot::Sender<Result<rpc_core::Response>>);
+
+impl Reply for GrpcReply {
+    fn send(self, result: Result<rpc_core::Response>) {
+        let _ = self.0.send(result);
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let connection = Arc::new(Connection {
+        peer,
+        session: Mutex::new(shared.dispatcher.session()),
+        next_id: AtomicU64::new(1),
+        shared: shared.clone(),
+    });
+    let service = {
+        let connection = connection.clone();
+        service_fn(move |request| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(handle(&connection, request).await) }
+        })
+    };
+    let serving = shared.http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(serving);
+    tokio::select! {
+        result = serving.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        }
+        _ = shared.closing.cancelled() => {
+            // Calls still running are told they were abandoned; GOAWAY lets those answers
+            // out before the connection closes.
+            connection.session().abandon_all();
+            serving.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+        }
+    }
+    connection.session().abandon_all();
+}
+
+async fn handle(connection: &Connection, request: Request<Incoming>) -> Response<Unary> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if content_type.starts_with(b"application/grpc") {
+        match codec_for_content_type(content_type) {
+            Some(codec) => grpc(connection, request, codec).await,
+            None => {
+                let shown = String::from_utf8_lossy(content_type);
+                status_response(
+                    None,
+                    GrpcStatus::Unimplemented,
+                    rpc_core::Code::BadRequest,
+                    &format!(
+                        "content type {shown:?} names no codec this server knows \
+                         (application/grpc, application/grpc+proto, application/grpc+json, \
+                         application/grpc+bincode)"
+                    ),
+                )
+            }
+        }
+    } else if json::accepts(content_type) {
+        json::call(connection, request).await
+    } else {
+        let shown = String::from_utf8_lossy(content_type);
+        plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported content type {shown:?}: send application/grpc+... (gRPC over \
+                 HTTP/2) or application/json (HTTP/1.1 JSON)\n"
+            ),
+        )
+    }
+}
+
+/// `/{service}/{method}`: the two names, or `None` for any other path.
+pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    if service.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((service, method))
+}
+
+async fn grpc(
+    connection: &Connection,
+    request: Request<Incoming>,
+    codec: Codec,
+) -> Response<Unary> {
+    let refuse = |status: GrpcStatus, code, message: &str| {
+        status_response(Some(codec), status, code, message)
+    };
+    if request.method() != Method::POST {
+        return refuse(
+            GrpcStatus::Unimplemented,
+            rpc_core::Code::BadRequest,
+            "gRPC calls are POST",
+        );
+    }
+    let (parts, mut body) = request.into_parts();
+    let Some((service, method)) = split_path(parts.uri.path()) else {
+        return refuse(
+            GrpcStatus::Unimplemented,
+            rpc_core::Code::NotFound,
+            &format!("path {:?} is not /{{service}}/{{method}}", parts.uri.path()),
+        );
+    };
+    if let Some(encoding) = parts.headers.get("grpc-encoding")
+        && encoding.as_bytes() != b"identity"
+    {
+        let mut response = refuse(
+            GrpcStatus::Unimplemented,
+            rpc_core::Code::BadRequest,
+            &format!(
+                "grpc-encoding {:?} is not supported; this server accepts identity",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ),
+        );
+        response
+            .headers_mut()
+            .insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
+        return response;
+    }
+    let received = Instant::now();
+    let timeout = match parts.headers.get("grpc-timeout") {
+        None => None,
+        Some(value) => match parse_timeout(value.as_bytes()) {
+            Some(timeout) => Some(timeout),
+            None => {
+                return refuse(
+                    GrpcStatus::InvalidArgument,
+                    rpc_core::Code::BadRequest,
+                    &format!(
+                        "invalid grpc-timeout {:?}",
+                        String::from_utf8_lossy(value.as_bytes())
+                    ),
+                );
+            }
+        },
+    };
+    let deadline = timeout.map(|timeout| received + timeout);
+    let config = &connection.shared.config;
+    let read_by = received + config.request_read_timeout;
+    let read_by = deadline.map_or(read_by, |deadline| deadline.min(read_by));
+    let read = message::read_unary(&mut body, config.max_message_len);
+    let mut read = std::pin::pin!(read);
+    // The message usually came with the headers: only a stream still sending needs a
+    // timer (one per call would be a timer-wheel entry for nothing).
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let read = async {
+        match first {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout_at(read_by.into(), read).await,
+        }
+    };
+    let message = match read.await {
+        Ok(Ok((message, _))) => message,
+        Ok(Err(error)) => return error_response(codec, &message_error(error, config)),
+        Err(_) => {
+            let error = match timeout {
+                Some(budget) if deadline.is_some_and(|d| d <= read_by) => Error::Timeout(budget),
+                _ => Error::Protocol(format!(
+                    "the request message did not arrive within {:?}",
+                    config.request_read_timeout
+                )),
+            };
+            return error_response(codec, &error);
+        }
+    };
+    let version = parts
+        .headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let call = IncomingCall {
+        service,
+        version,
+        method,
+        codec,
+        context: Context::new(
+            metadata::attachments(&parts.headers),
+            deadline,
+            Some(connection.peer),
+        ),
+        body: message,
+    };
+    match connection.run(call).await {
+        Ok(response) if u32::try_from(response.body.len()).is_err() => {
+            let error = Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
+            error_response(codec, &error)
+        }
+        Ok(response) => {
+            let mut trailers = HeaderMap::with_capacity(1);
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            let mut reply = Response::new(Unary::with_trailers(
+                message::framed(&response.body),
+                trailers,
+            ));
+            reply.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(content_type(response.codec)),
+            );
+            reply
+        }
+        Err(error) => {
+            tracing::debug!(peer = %connection.peer, %service, %method, %error, "call failed");
+            error_response(codec, &error)
+        }
+    }
+}
+
+/// The error a request message that cannot be read becomes.
+fn message_error(error: MessageError, config: &GrpcConfig) -> Error {
+    match error {
+        MessageError::TooLarge { size, limit } => {
+            Error::request_too_large(size, limit, MAX_MESSAGE_LEN_SETTING)
+        }
+        MessageError::Body(error) => Error::transport(error),
+        other => Error::Protocol(format!("{other} (limit {} bytes)", config.max_message_len)),
+    }
+}
+
+/// The trailers-only answer for a call that failed with `error`.
+fn error_response(codec: Codec, error: &Error) -> Response<Unary> {
+    status_response(
+        Some(codec),
+        GrpcStatus::for_error(error),
+        error.code(),
+        &message_for(error),
+    )
+}
+
+/// A trailers-only answer: HTTP 200 and the status in the headers, no body.
+fn status_response(
+    codec: Option<Codec>,
+    status: GrpcStatus,
+    code: rpc_core::Code,
+    message: &str,
+) -> Response<Unary> {
+    let mut response = Response::new(Unary::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(codec.map_or("application/grpc", content_type)),
+    );
+    headers.insert("grpc-status", HeaderValue::from(status.number()));
+    if let Ok(value) = HeaderValue::from_str(&encode_message(message)) {
+        headers.insert("grpc-message", value);
+    }
+    headers.insert(TRI_CODE, HeaderValue::from_static(tri_name(code)));
+    response
+}
+
+/// A plain-text HTTP answer.
+fn plain(status: StatusCode, text: String) -> Response<Unary> {
+    let mut response = Response::new(Unary::data(text.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_path;
+
+    #[test]
+    fn paths_name_a_service_and_a_method() {
+        assert_eq!(
+            split_path("/helloworld.Greeter/SayHello"),
+            Some(("helloworld.Greeter", "SayHello"))
+        );
+        for bad in ["/", "/a", "/a/", "//m", "/a/b/c", "a/b"] {
+            assert_eq!(split_path(bad), None, "{bad}");
+        }
+    }
+}
