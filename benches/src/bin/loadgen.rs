@@ -386,8 +386,8 @@ async fn bench_system(
             check(client, options).await
         }
         "rpc-breaker" => {
-            let client = rpc_echo::client_with_breaker(addr)
-                .map_err(|e| format!("rpc client: {e}"))?;
+            let client =
+                rpc_echo::client_with_breaker(addr).map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
         "rpc-bare" => {
