@@ -4,7 +4,7 @@
 //! caller may wait for one) and an `executes` cap (calls of a method running at once); a
 //! consumer may hold back its own calls with a rate limit and an `actives` cap (calls in
 //! flight to one provider). A call over a limit never reaches the handler: it is refused
-//! with [`Error::Rejected`](crate::Error::Rejected), status 100 (server overloaded) on the
+//! with [`Error::Rejected`], status 100 (server overloaded) on the
 //! wire, and the message names the limit.
 //!
 //! Limits are set per method with `#[rpc(tps = 100, tps_wait_ms = 100, executes = 8)]`,
