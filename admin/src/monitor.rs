@@ -154,8 +154,11 @@ impl Drop for PushHandle {
 /// of its intervals. Cheap to clone (shared).
 #[derive(Clone, Default, Debug)]
 pub struct MonitorStore {
-    reports: Arc<Mutex<HashMap<(String, String, u32), (u64, Report)>>>,
+    reports: Arc<Mutex<Reports>>,
 }
+
+/// Latest report per (application, host, pid), with when it arrived (ms since the epoch).
+type Reports = HashMap<(String, String, u32), (u64, Report)>;
 
 /// At most this many processes are followed; reports from more are refused, so a flood
 /// of made-up process ids cannot grow the store without bound.
@@ -167,7 +170,7 @@ impl MonitorStore {
         MonitorStore::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, u32), (u64, Report)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reports> {
         self.reports
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
