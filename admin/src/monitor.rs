@@ -157,7 +157,7 @@ pub struct MonitorStore {
     reports: Arc<Mutex<Reports>>,
 }
 
-/// Per process (application, host, pid): when its last report came (ms) and the report.
+/// Latest report per (application, host, pid), with when it arrived (ms since the epoch).
 type Reports = HashMap<(String, String, u32), (u64, Report)>;
 
 /// At most this many processes are followed; reports from more are refused, so a flood
