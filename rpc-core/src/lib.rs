@@ -10,6 +10,7 @@ pub mod descriptor;
 mod error;
 pub mod format;
 pub mod limit;
+pub mod log;
 mod request;
 pub mod server;
 pub mod stats;

@@ -11,7 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::log::RateLimited;
 
 use ipnet::IpNet;
 use subtle::ConstantTimeEq;
@@ -289,38 +290,6 @@ impl Security {
             bad_token: self.bad_token.load(Ordering::Relaxed),
             denied_calls: self.denied_calls.load(Ordering::Relaxed),
             denied_connections: self.denied_connections.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A warning logged at most once per second, with the count of those held back.
-pub(crate) struct RateLimited {
-    last_second: AtomicU64,
-    held_back: AtomicU64,
-}
-
-impl RateLimited {
-    pub(crate) const fn new() -> RateLimited {
-        RateLimited {
-            last_second: AtomicU64::new(0),
-            held_back: AtomicU64::new(0),
-        }
-    }
-
-    pub(crate) fn warn(&self, log: impl FnOnce(u64)) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let last = self.last_second.load(Ordering::Relaxed);
-        if last != now
-            && self
-                .last_second
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            log(self.held_back.swap(0, Ordering::Relaxed));
-        } else {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -31,7 +31,7 @@ use super::{
     GrpcConfig, MAX_MESSAGE_LEN_SETTING, VERSION_HEADER, codec_for_content_type, content_type,
     json, metadata,
 };
-use crate::tcp::log::RateLimited;
+use rpc_core::log::RateLimited;
 
 /// The listen backlog (as the TCP transport's default).
 const BACKLOG: u32 = 4096;

@@ -5,7 +5,6 @@ mod client;
 mod conn;
 pub mod frame;
 pub mod head;
-pub(crate) mod log;
 pub(crate) mod server;
 pub mod status;
 

@@ -25,9 +25,9 @@ use super::frame::{
     serialization_id, starts_with_whole_frame,
 };
 use super::head::decode_head;
-use super::log::RateLimited;
 use super::status::Status;
 use super::{MAX_FRAME_LEN_SETTING, TcpConfig};
+use rpc_core::log::RateLimited;
 
 /// Heartbeats a server starts carry ids from 2^63 up. The server tracks none of them (an
 /// answer only counts as traffic), so any id would do; ids far from the client's own,

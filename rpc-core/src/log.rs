@@ -1,11 +1,13 @@
-//! Warnings that hostile peers could multiply: at most one line per second per kind, with
-//! the count of what was held back.
+//! Warnings that hostile peers could multiply (bad frames, refused connections): at most
+//! one line per second per kind, with the count of what was held back. Shared by the
+//! transports and the provider's security checks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A warning of one kind, logged at most once per second.
-pub(crate) struct RateLimited {
+#[derive(Debug, Default)]
+pub struct RateLimited {
     /// The second (since the epoch) of the last line written.
     last_second: AtomicU64,
     /// Events since that line.
@@ -13,7 +15,8 @@ pub(crate) struct RateLimited {
 }
 
 impl RateLimited {
-    pub(crate) const fn new() -> RateLimited {
+    /// A warning that has not been logged yet.
+    pub const fn new() -> RateLimited {
         RateLimited {
             last_second: AtomicU64::new(0),
             held_back: AtomicU64::new(0),
@@ -22,7 +25,7 @@ impl RateLimited {
 
     /// Calls `log` with the number of events held back since the last line, unless a line
     /// was already written this second.
-    pub(crate) fn warn(&self, log: impl FnOnce(u64)) {
+    pub fn warn(&self, log: impl FnOnce(u64)) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
