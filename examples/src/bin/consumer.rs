@@ -3,12 +3,18 @@
 //! `consumer [--registry URL | --connect 127.0.0.1:20880[,127.0.0.1:20881]] --codec json --calls 5`
 //!
 //! Without `--connect` it finds providers in the registry (default: the file registry the
-//! `provider` binary uses too).
+//! `provider` binary uses too), and sends each the token it published there.
+//!
+//! With `--config FILE` the registry, timeouts, retries, balancing, cluster mode and TLS
+//! (`[ssl]` `client-*` keys) come from the file and `RPC_*` environment variables;
+//! flags given on the command line win over them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use examples::{EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags};
+use examples::{
+    EchoClient, GreeterClient, default_registry, exit_code, init_logging, load_config, parse_flags,
+};
 use rpc_core::client::FromClient;
 use rpc_core::{ClientBuilder, Codec};
 use transports::TcpTransport;
@@ -20,15 +26,26 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), String> {
+    let flags = parse_flags(&["--connect", "--registry", "--codec", "--calls", "--config"])?;
+    let config_path = flags
+        .iter()
+        .find(|(flag, _)| flag == "--config")
+        .map(|(_, path)| path.as_str());
+    let config = load_config(config_path)?;
     let mut addresses: Vec<String> = Vec::new();
-    let mut registry_url = default_registry();
-    let mut codec = Codec::Bincode;
+    let mut registry_url = config
+        .registry
+        .address
+        .clone()
+        .unwrap_or_else(default_registry);
+    let mut codec: Option<Codec> = None;
     let mut calls = 3u32;
-    for (flag, value) in parse_flags(&["--connect", "--registry", "--codec", "--calls"])? {
+    for (flag, value) in flags {
         match flag.as_str() {
+            "--config" => {}
             "--connect" => addresses = value.split(',').map(str::to_owned).collect(),
             "--registry" => registry_url = value,
-            "--codec" => codec = value.parse().map_err(|e: rpc_core::Error| e.to_string())?,
+            "--codec" => codec = Some(value.parse().map_err(|e: rpc_core::Error| e.to_string())?),
             _ => calls = value.parse().map_err(|e| format!("--calls: {e}"))?,
         }
     }
@@ -40,18 +57,23 @@ async fn run() -> Result<(), String> {
         ),
         false => None,
     };
-    let transport = TcpTransport::default();
-    let greeter: GreeterClient = providers(GreeterClient::builder(), &registry, &addresses)
+    let transport = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
+    let mut greeter = GreeterClient::builder().application("examples-consumer");
+    if config.consumer.timeout.is_none() {
+        greeter = greeter.timeout(Duration::from_secs(2));
+    }
+    let greeter = configure(greeter, &config, codec)?;
+    let greeter = providers(greeter, &registry, &addresses)
         .transport(transport.clone())
-        .application("examples-consumer")
-        .codec(codec)
-        .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    let echo: EchoClient = providers(EchoClient::builder(), &registry, &addresses)
+    let echo = configure(
+        EchoClient::builder().application("examples-consumer"),
+        &config,
+        codec,
+    )?;
+    let echo: EchoClient = providers(echo, &registry, &addresses)
         .transport(transport)
-        .application("examples-consumer")
-        .codec(codec)
         .build()
         .map_err(|e| e.to_string())?;
     let mut failures = 0;
@@ -76,6 +98,19 @@ async fn run() -> Result<(), String> {
         return Err(format!("{failures} calls failed"));
     }
     Ok(())
+}
+
+/// The builder with the config's consumer settings, then the `--codec` flag over them.
+fn configure<S: FromClient>(
+    builder: ClientBuilder<S>,
+    config: &rpc_core::Config,
+    codec: Option<Codec>,
+) -> Result<ClientBuilder<S>, String> {
+    let builder = builder.config(config).map_err(|e| e.to_string())?;
+    Ok(match codec {
+        Some(codec) => builder.codec(codec),
+        None => builder,
+    })
 }
 
 /// The registry when there is one, else the addresses given: the same for every client.
