@@ -97,10 +97,7 @@ async fn ready_is_503_before_anything_is_attached_200_while_serving_and_503_whil
         .await,
         "ready turns 503 while draining"
     );
-    assert_eq!(
-        get(&url).await.json()["reason"],
-        "a server is draining"
-    );
+    assert_eq!(get(&url).await.json()["reason"], "a server is draining");
     assert_eq!(
         slow.await.unwrap().unwrap(),
         1500,

@@ -191,6 +191,61 @@ pub fn exit_code(program: &str, outcome: Result<(), String>) -> std::process::Ex
     }
 }
 
+/// [`init_logging`], plus the access log (`rpc::access`) written to rotating files when
+/// `config` has an `[access-log]` `dir`. Keep the returned guard alive while serving: it
+/// flushes the file on drop.
+pub fn init_logging_with(
+    config: &rpc_core::Config,
+) -> Result<Option<rpc_core::server::access_log::FileGuard>, String> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let Some(dir) = &config.access_log.dir else {
+        init_logging();
+        return Ok(None);
+    };
+    let rotation = match &config.access_log.rotation {
+        Some(name) => name
+            .parse()
+            .map_err(|e: rpc_core::Error| format!("access-log.rotation: {e}"))?,
+        None => rpc_core::server::access_log::Rotation::Daily,
+    };
+    let (writer, guard) = rpc_core::server::access_log::file_writer(
+        dir,
+        "access.log",
+        rotation,
+        config.access_log.keep.unwrap_or(0),
+    )
+    .map_err(|e| e.to_string())?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let console = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let access = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(writer)
+        .with_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{}=info",
+            rpc_core::server::access_log::ACCESS_TARGET
+        )));
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(access)
+        .try_init();
+    Ok(Some(guard))
+}
+
+/// Reads `--config FILE` (TOML, with `RPC_*` environment overrides) when given.
+pub fn load_config(path: Option<&str>) -> Result<rpc_core::Config, String> {
+    match path {
+        Some(path) => rpc_core::Config::load(path).map_err(|e| format!("--config: {e}")),
+        None => rpc_core::Config::from_env(std::env::vars()).map_err(|e| e.to_string()),
+    }
+}
+
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -10,13 +10,17 @@
 //! both and uses every provider the registry lists on either.
 //!
 //! Without `--connect` it finds providers in the registry (default: the file registry the
-//! `provider` binary uses too).
+//! `provider` binary uses too), and sends each the token it published there.
+//!
+//! With `--config FILE` the registry, timeouts, retries, balancing, cluster mode and TLS
+//! (`[ssl]` `client-*` keys) come from the file and `RPC_*` environment variables;
+//! flags given on the command line win over them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use examples::{
-    EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags,
+    EchoClient, GreeterClient, default_registry, exit_code, init_logging, load_config, parse_flags,
     parse_protocols,
 };
 use rpc_core::client::FromClient;
@@ -30,29 +34,40 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let mut addresses: Vec<String> = Vec::new();
-    let mut registry_url = default_registry();
-    let mut codec = Codec::Bincode;
-    let mut calls = 3u32;
-    let mut admin_address = None;
-    let mut protocols = vec!["tcp".to_owned()];
-    let flags = [
+    let flags = parse_flags(&[
         "--connect",
         "--registry",
         "--codec",
         "--calls",
         "--protocol",
         "--admin",
-    ];
-    for (flag, value) in parse_flags(&flags)? {
+        "--config",
+    ])?;
+    let config_path = flags
+        .iter()
+        .find(|(flag, _)| flag == "--config")
+        .map(|(_, path)| path.as_str());
+    let config = load_config(config_path)?;
+    let mut addresses: Vec<String> = Vec::new();
+    let mut registry_url = config
+        .registry
+        .address
+        .clone()
+        .unwrap_or_else(default_registry);
+    let mut codec: Option<Codec> = None;
+    let mut calls = 3u32;
+    let mut admin_address = None;
+    let mut protocols = vec!["tcp".to_owned()];
+    for (flag, value) in flags {
         match flag.as_str() {
+            "--config" => {}
             "--admin" => admin_address = Some(value),
             "--protocol" => {
                 protocols = parse_protocols("--protocol", &value)?;
             }
             "--connect" => addresses = value.split(',').map(str::to_owned).collect(),
             "--registry" => registry_url = value,
-            "--codec" => codec = value.parse().map_err(|e: rpc_core::Error| e.to_string())?,
+            "--codec" => codec = Some(value.parse().map_err(|e: rpc_core::Error| e.to_string())?),
             _ => calls = value.parse().map_err(|e| format!("--calls: {e}"))?,
         }
     }
@@ -64,26 +79,33 @@ async fn run() -> Result<(), String> {
         ),
         false => None,
     };
-    let (tcp, tri) = (TcpTransport::default(), GrpcTransport::default());
+    // TLS and connection settings from the config apply to TCP.
+    let tcp = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
+    let tri = GrpcTransport::default();
+    let mut greeter = GreeterClient::builder().application("examples-consumer");
+    if config.consumer.timeout.is_none() {
+        greeter = greeter.timeout(Duration::from_secs(2));
+    }
+    let greeter = configure(greeter, &config, codec)?;
     let greeter: GreeterClient = with_transports(
-        providers(GreeterClient::builder(), &registry, &addresses),
+        providers(greeter, &registry, &addresses),
         &protocols,
         &tcp,
         &tri,
     )
-    .application("examples-consumer")
-    .codec(codec)
-    .timeout(Duration::from_secs(2))
     .build()
     .map_err(|e| e.to_string())?;
+    let echo = configure(
+        EchoClient::builder().application("examples-consumer"),
+        &config,
+        codec,
+    )?;
     let echo: EchoClient = with_transports(
-        providers(EchoClient::builder(), &registry, &addresses),
+        providers(echo, &registry, &addresses),
         &protocols,
         &tcp,
         &tri,
     )
-    .application("examples-consumer")
-    .codec(codec)
     .build()
     .map_err(|e| e.to_string())?;
     let admin = match admin_address {
@@ -144,6 +166,19 @@ fn with_transports<S: FromClient>(
         };
     }
     builder
+}
+
+/// The builder with the config's consumer settings, then the `--codec` flag over them.
+fn configure<S: FromClient>(
+    builder: ClientBuilder<S>,
+    config: &rpc_core::Config,
+    codec: Option<Codec>,
+) -> Result<ClientBuilder<S>, String> {
+    let builder = builder.config(config).map_err(|e| e.to_string())?;
+    Ok(match codec {
+        Some(codec) => builder.codec(codec),
+        None => builder,
+    })
 }
 
 /// The registry when there is one, else the addresses given: the same for every client.

@@ -2,6 +2,7 @@
 //!
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL
 //!   [--admin 127.0.0.1:0] [--admin-token T] [--monitor HOST:PORT]`
+//! `provider --config examples/config/provider.toml`
 //!
 //! `--admin` turns the admin endpoint on (dashboard, statistics, `/metrics`) and prints its
 //! URL; `--monitor` pushes statistics every 60 s to a `monitor` process's address.
@@ -13,33 +14,28 @@
 //! It registers its services in the registry (default: a file registry under the system's
 //! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C or SIGTERM
 //! before draining.
+//!
+//! With `--config FILE` (TOML, Dubbo's key names, `RPC_*` environment overrides) the
+//! listen address comes from `[protocols.tcp]`, the registry from `registry.address`,
+//! TLS from `[ssl]`, the token, IP rules and access log from `[provider]`; flags given
+//! on the command line win over the file.
 
 use std::io::Write;
 
 use examples::{
-    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, init_logging,
-    parse_flags, parse_protocols,
+    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, init_logging_with,
+    load_config, parse_flags, parse_protocols,
 };
-use rpc_core::{Codec, Server};
+use rpc_core::{Codec, ServerBuilder};
 use transports::{GrpcTransport, TcpTransport};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    init_logging();
     exit_code("provider", run().await)
 }
 
 async fn run() -> Result<(), String> {
-    let mut listen = "127.0.0.1:20880".to_owned();
-    let mut codecs = Codec::ALL.to_vec();
-    let mut name = "provider".to_owned();
-    let mut listen_tri = "127.0.0.1:50051".to_owned();
-    let mut protocols = vec!["tcp".to_owned()];
-    let mut registry_url = default_registry();
-    let mut admin_address = None;
-    let mut admin_token = None;
-    let mut monitor = None;
-    let flags = [
+    let flags = parse_flags(&[
         "--listen",
         "--listen-tri",
         "--protocols",
@@ -49,9 +45,34 @@ async fn run() -> Result<(), String> {
         "--admin",
         "--admin-token",
         "--monitor",
-    ];
-    for (flag, value) in parse_flags(&flags)? {
+        "--config",
+    ])?;
+    let config_path = flags
+        .iter()
+        .find(|(flag, _)| flag == "--config")
+        .map(|(_, path)| path.as_str());
+    let config = load_config(config_path)?;
+    let _access_log = init_logging_with(&config)?;
+    let tcp = config.protocol("tcp");
+    let mut listen = match (&tcp.host, tcp.port) {
+        (None, None) => "127.0.0.1:20880".to_owned(),
+        _ => tcp.bind_address(20880),
+    };
+    let mut codecs = Codec::ALL.to_vec();
+    let mut name = "provider".to_owned();
+    let mut listen_tri = "127.0.0.1:50051".to_owned();
+    let mut protocols = vec!["tcp".to_owned()];
+    let mut registry_url = config
+        .registry
+        .address
+        .clone()
+        .unwrap_or_else(default_registry);
+    let mut admin_address = None;
+    let mut admin_token = None;
+    let mut monitor = None;
+    for (flag, value) in flags {
         match flag.as_str() {
+            "--config" => {}
             "--admin" => admin_address = Some(value),
             "--admin-token" => admin_token = Some(value),
             "--monitor" => monitor = Some(value),
@@ -70,19 +91,25 @@ async fn run() -> Result<(), String> {
             _ => name = value,
         }
     }
-    let mut builder = Server::builder();
+    let mut builder = ServerBuilder::from_config(&config).map_err(|e| e.to_string())?;
+    if config.application.name.is_none() {
+        builder = builder.application("examples-provider");
+    }
     if registry_url != "none" {
         let registry = registry::connect(&registry_url)
             .await
             .map_err(|e| e.to_string())?;
-        builder = builder.registry(registry).application("examples-provider");
+        builder = builder.registry(registry);
     }
-    // The first protocol listed is bound by `bind`, the others by `listen`.
+    // TLS, handshake and frame limits from the config apply to TCP; the first protocol
+    // listed is bound by `bind`, the others by `listen`.
+    let tcp_transport = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
+    let tls = rpc_core::Transport::tls(&tcp_transport);
     for (i, protocol) in protocols.iter().enumerate() {
         builder = match (i, protocol.as_str()) {
-            (0, "tcp") => builder.transport(TcpTransport::default()),
+            (0, "tcp") => builder.transport(tcp_transport.clone()),
             (0, _) => builder.transport(GrpcTransport::default()),
-            (_, "tcp") => builder.listen(TcpTransport::default(), listen.clone()),
+            (_, "tcp") => builder.listen(tcp_transport.clone(), listen.clone()),
             (_, _) => builder.listen(GrpcTransport::default(), listen_tri.clone()),
         };
     }
@@ -101,9 +128,17 @@ async fn run() -> Result<(), String> {
     let codecs: Vec<_> = codecs.iter().map(|c| c.name()).collect();
     for (protocol, address) in server.local_addrs() {
         println!(
-            "listening on {address} ({protocol}, codecs: {})",
-            codecs.join(",")
+            "listening on {address} ({protocol}, codecs: {}{})",
+            codecs.join(","),
+            if tls && protocol == "tcp" {
+                ", TLS"
+            } else {
+                ""
+            }
         );
+    }
+    if server.token_of("demo.Greeter").is_some() {
+        println!("calls need the token published in the registry");
     }
     if registry_url != "none" {
         println!("registered in {registry_url}");

@@ -94,6 +94,9 @@ where
     }
 }
 
+/// Flushes an access log file writer when dropped ([`file_writer`]).
+pub type FileGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// How often an access log file starts anew.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
