@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod helloworld;
+
 use std::time::Duration;
 
 use rpc_core::Context;

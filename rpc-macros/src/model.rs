@@ -54,6 +54,8 @@ pub(crate) struct Service {
     pub(crate) name: String,
     /// Version (`version = "..."`, default: empty).
     pub(crate) version: String,
+    /// The format (`format = path`, default: `rpc_core::format::Serde`).
+    pub(crate) format: Option<syn::Path>,
     /// The methods, in declaration order.
     pub(crate) methods: Vec<Method>,
     /// Mistakes that leave the generated API intact (an unknown cluster mode, load
@@ -99,6 +101,8 @@ pub(crate) struct MethodOptions {
     pub(crate) loadbalance: Option<String>,
     /// The argument named by `hash_arg`, as written (for a well-placed error).
     pub(crate) hash_arg: Option<LitStr>,
+    /// The name on the wire (`name = "SayHello"`), when not the Rust name.
+    pub(crate) name: Option<String>,
 }
 
 impl Service {
@@ -135,6 +139,7 @@ impl Service {
         Ok(Service {
             name: args.name.unwrap_or_else(|| item.ident.unraw().to_string()),
             version: args.version.unwrap_or_default(),
+            format: args.format,
             item: item.clone(),
             methods,
             recoverable: recoverable.error,
@@ -176,7 +181,10 @@ impl Service {
     /// The format that turns the service's types into bytes. Every `#[service]` trait
     /// uses serde types; a service generated from a `.proto` file names its own.
     pub(crate) fn format(&self) -> TokenStream {
-        quote::quote!(::rpc_core::format::Serde)
+        match &self.format {
+            Some(path) => path.to_token_stream(),
+            None => quote::quote!(::rpc_core::format::Serde),
+        }
     }
 }
 
@@ -208,6 +216,7 @@ pub(crate) fn strip_rpc_attrs(item: &mut ItemTrait) {
 struct ServiceArgs {
     name: Option<String>,
     version: Option<String>,
+    format: Option<syn::Path>,
 }
 
 fn parse_service_args(attr: TokenStream) -> syn::Result<ServiceArgs> {
@@ -229,11 +238,20 @@ fn parse_service_args(attr: TokenStream) -> syn::Result<ServiceArgs> {
             set_once(&meta, &mut args.version, |meta| {
                 Ok(string_value(meta, "version = \"1.0.0\"")?.value())
             })
+        } else if meta.path.is_ident("format") {
+            set_once(&meta, &mut args.format, |meta| {
+                meta.value()?.parse::<syn::Path>().map_err(|error| {
+                    syn::Error::new(
+                        error.span(),
+                        "expected `format = path`, e.g. `format = rpc_core::format::Prost`",
+                    )
+                })
+            })
         } else {
             Err(syn::Error::new_spanned(
                 &meta.path,
                 format!(
-                    "unknown #[service] option `{}`; expected `name = \"...\"` or `version = \"...\"`",
+                    "unknown #[service] option `{}`; expected `name = \"...\"`, `version = \"...\"` or `format = path`",
                     meta.path.to_token_stream()
                 ),
             ))
@@ -288,12 +306,13 @@ fn check_method_names(item: &ItemTrait, methods: &[Method], errors: &mut Errors)
                 ),
             ));
         }
-        if CLIENT_METHODS.contains(&method.wire_name.as_str()) {
+        let rust_name = method.ident.unraw().to_string();
+        if CLIENT_METHODS.contains(&rust_name.as_str()) {
             errors.push(syn::Error::new_spanned(
                 &method.ident,
                 format!(
-                    "method `{}` clashes with the generated `{client}::{}`; rename the method",
-                    method.wire_name, method.wire_name
+                    "method `{rust_name}` clashes with the generated `{client}::{rust_name}`; \
+                     rename the method"
                 ),
             ));
         }
@@ -491,7 +510,7 @@ impl Method {
         let options = options.unwrap_or_default();
         Ok(Method {
             ident: sig.ident.clone(),
-            wire_name: name,
+            wire_name: options.name.clone().unwrap_or(name),
             docs,
             context,
             args,
@@ -511,6 +530,7 @@ impl MethodOptions {
         let mut cluster = None;
         let mut loadbalance = None;
         let mut hash_arg = None;
+        let mut name = None;
         let mut errors = Errors::default();
         for attr in attrs.iter().filter(|attr| attr.path().is_ident("rpc")) {
             if let syn::Meta::Path(path) = &attr.meta {
@@ -557,13 +577,25 @@ impl MethodOptions {
                     Some("hash_arg") => set_once(&meta, &mut hash_arg, |meta| {
                         string_value(meta, "hash_arg = \"<argument name>\"")
                     }),
+                    Some("name") => set_once(&meta, &mut name, |meta| {
+                        let lit = string_value(meta, "name = \"SayHello\"")?;
+                        if lit.value().trim().is_empty() {
+                            return Err(syn::Error::new_spanned(
+                                &lit,
+                                "the method name is empty; write `name = \"SayHello\"` or leave \
+                                 `name` out to use the Rust name",
+                            ));
+                        }
+                        Ok(lit.value())
+                    }),
                     _ => Err(syn::Error::new_spanned(
                         &meta.path,
                         format!(
                             "unknown #[rpc] option `{}`; expected one of `timeout_ms = <int>`, \
                              `retries = <int>`, `forks = <int>`, `oneway`, `idempotent`, \
                              `cluster = \"...\"`, \
-                             `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`",
+                             `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`, \
+                             `name = \"...\"`",
                             meta.path.to_token_stream()
                         ),
                     )),
@@ -580,6 +612,7 @@ impl MethodOptions {
             cluster: cluster.flatten(),
             loadbalance: loadbalance.flatten(),
             hash_arg,
+            name,
         })
     }
 }
