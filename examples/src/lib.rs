@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod helloworld;
 pub mod http;
 
 use std::time::Duration;

@@ -9,6 +9,10 @@ pub struct ServiceDescriptor {
     pub version: &'static str,
     /// The methods, in declaration order.
     pub methods: &'static [MethodDescriptor],
+    /// The codecs this service's types can be written in, the first its clients' default
+    /// (its format's `Format::CODECS`): bincode and JSON for serde types; protobuf, JSON
+    /// and bincode for services generated from `.proto` files.
+    pub codecs: &'static [crate::Codec],
 }
 
 impl ServiceDescriptor {

@@ -13,6 +13,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
     let name = &service.name;
     let version = &service.version;
     let methods = service.methods.iter().map(method);
+    let format = service.format();
     let doc = format!(
         "Descriptor of the [`{}`] service: its name on the wire (`{name}`), version and \
          per-method options.",
@@ -24,6 +25,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             name: #name,
             version: #version,
             methods: &[#(#methods),*],
+            codecs: <#format as ::rpc_core::format::Format>::CODECS,
         };
     }
 }

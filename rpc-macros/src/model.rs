@@ -54,6 +54,8 @@ pub(crate) struct Service {
     pub(crate) name: String,
     /// Version (`version = "..."`, default: empty).
     pub(crate) version: String,
+    /// The format (`format = path`, default: `rpc_core::format::Serde`).
+    pub(crate) format: Option<syn::Path>,
     /// The methods, in declaration order.
     pub(crate) methods: Vec<Method>,
     /// Mistakes that leave the generated API intact (an unknown cluster mode, load
@@ -103,6 +105,8 @@ pub(crate) struct MethodOptions {
     pub(crate) tps_wait_ms: Option<u64>,
     pub(crate) executes: Option<u32>,
     pub(crate) actives: Option<u32>,
+    /// The name on the wire (`name = "SayHello"`), when not the Rust name.
+    pub(crate) name: Option<String>,
 }
 
 impl Service {
@@ -139,6 +143,7 @@ impl Service {
         Ok(Service {
             name: args.name.unwrap_or_else(|| item.ident.unraw().to_string()),
             version: args.version.unwrap_or_default(),
+            format: args.format,
             item: item.clone(),
             methods,
             recoverable: recoverable.error,
@@ -180,7 +185,10 @@ impl Service {
     /// The format that turns the service's types into bytes. Every `#[service]` trait
     /// uses serde types; a service generated from a `.proto` file names its own.
     pub(crate) fn format(&self) -> TokenStream {
-        quote::quote!(::rpc_core::format::Serde)
+        match &self.format {
+            Some(path) => path.to_token_stream(),
+            None => quote::quote!(::rpc_core::format::Serde),
+        }
     }
 }
 
@@ -212,6 +220,7 @@ pub(crate) fn strip_rpc_attrs(item: &mut ItemTrait) {
 struct ServiceArgs {
     name: Option<String>,
     version: Option<String>,
+    format: Option<syn::Path>,
 }
 
 fn parse_service_args(attr: TokenStream) -> syn::Result<ServiceArgs> {
@@ -233,11 +242,20 @@ fn parse_service_args(attr: TokenStream) -> syn::Result<ServiceArgs> {
             set_once(&meta, &mut args.version, |meta| {
                 Ok(string_value(meta, "version = \"1.0.0\"")?.value())
             })
+        } else if meta.path.is_ident("format") {
+            set_once(&meta, &mut args.format, |meta| {
+                meta.value()?.parse::<syn::Path>().map_err(|error| {
+                    syn::Error::new(
+                        error.span(),
+                        "expected `format = path`, e.g. `format = rpc_core::format::Prost`",
+                    )
+                })
+            })
         } else {
             Err(syn::Error::new_spanned(
                 &meta.path,
                 format!(
-                    "unknown #[service] option `{}`; expected `name = \"...\"` or `version = \"...\"`",
+                    "unknown #[service] option `{}`; expected `name = \"...\"`, `version = \"...\"` or `format = path`",
                     meta.path.to_token_stream()
                 ),
             ))
@@ -292,12 +310,13 @@ fn check_method_names(item: &ItemTrait, methods: &[Method], errors: &mut Errors)
                 ),
             ));
         }
-        if CLIENT_METHODS.contains(&method.wire_name.as_str()) {
+        let rust_name = method.ident.unraw().to_string();
+        if CLIENT_METHODS.contains(&rust_name.as_str()) {
             errors.push(syn::Error::new_spanned(
                 &method.ident,
                 format!(
-                    "method `{}` clashes with the generated `{client}::{}`; rename the method",
-                    method.wire_name, method.wire_name
+                    "method `{rust_name}` clashes with the generated `{client}::{rust_name}`; \
+                     rename the method"
                 ),
             ));
         }
@@ -495,7 +514,7 @@ impl Method {
         let options = options.unwrap_or_default();
         Ok(Method {
             ident: sig.ident.clone(),
-            wire_name: name,
+            wire_name: options.name.clone().unwrap_or(name),
             docs,
             context,
             args,
@@ -519,6 +538,7 @@ impl MethodOptions {
         let mut tps_wait_ms: Option<(u64, syn::LitInt)> = None;
         let mut executes = None;
         let mut actives = None;
+        let mut name = None;
         let mut errors = Errors::default();
         for attr in attrs.iter().filter(|attr| attr.path().is_ident("rpc")) {
             if let syn::Meta::Path(path) = &attr.meta {
@@ -593,6 +613,17 @@ impl MethodOptions {
                              flight to one provider (at least 1), or leave it out for no limit",
                         )
                     }),
+                    Some("name") => set_once(&meta, &mut name, |meta| {
+                        let lit = string_value(meta, "name = \"SayHello\"")?;
+                        if lit.value().trim().is_empty() {
+                            return Err(syn::Error::new_spanned(
+                                &lit,
+                                "the method name is empty; write `name = \"SayHello\"` or leave \
+                                 `name` out to use the Rust name",
+                            ));
+                        }
+                        Ok(lit.value())
+                    }),
                     _ => Err(syn::Error::new_spanned(
                         &meta.path,
                         format!(
@@ -601,7 +632,7 @@ impl MethodOptions {
                              `cluster = \"...\"`, \
                              `loadbalance = \"...\"`, `hash_arg = \"<argument>\"`, \
                              `tps = <int>`, `tps_wait_ms = <int>`, `executes = <int>`, \
-                             `actives = <int>`",
+                             `actives = <int>`, `name = \"...\"`",
                             meta.path.to_token_stream()
                         ),
                     )),
@@ -629,6 +660,7 @@ impl MethodOptions {
             cluster: cluster.flatten(),
             loadbalance: loadbalance.flatten(),
             hash_arg,
+            name,
         })
     }
 }

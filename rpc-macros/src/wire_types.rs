@@ -149,7 +149,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
 
             impl<W> Encodes for Probe<W, Call>
             where
-                #format: Encode<W> + Decode<W>,
+                #format: ::rpc_core::format::Signature<W>,
             {
                 fn format(&self) -> Format<#format> {
                     Format(PhantomData)

@@ -395,6 +395,7 @@ fn an_unknown_balancer_name_in_a_hand_written_descriptor_fails_when_the_client_i
             loadbalance: Some("fastest"),
             ..MethodDescriptor::new("go")
         }],
+        codecs: &Codec::SERDE,
     };
     struct Typo;
     impl FromClient for Typo {

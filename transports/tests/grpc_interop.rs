@@ -49,6 +49,7 @@ static GREETER: ServiceDescriptor = ServiceDescriptor {
     name: "helloworld.Greeter",
     version: "",
     methods: std::slice::from_ref(&SAY_HELLO),
+    codecs: &[Codec::Protobuf, Codec::Json, Codec::Bincode],
 };
 
 /// The Rust provider: `""` is refused as a bad request, `"slow"` sleeps 2 s, any other

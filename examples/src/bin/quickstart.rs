@@ -90,7 +90,7 @@ async fn run() -> Result<Report, Error> {
         admin.url()
     );
 
-    for codec in Codec::ALL {
+    for codec in Codec::SERDE {
         println!("\nconsumer, codec {codec}:");
         let greeter = GreeterClient::builder()
             .transport(transport.clone())

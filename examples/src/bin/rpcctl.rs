@@ -276,6 +276,7 @@ async fn call_directly(args: &Args, service: &str, method: &str, json: &str) -> 
         name: String::from(service).leak(),
         version: "",
         methods,
+        codecs: &Codec::SERDE,
     }));
     let mut builder = Client::builder(service.to_owned())
         .descriptor(descriptor)

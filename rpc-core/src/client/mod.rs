@@ -344,7 +344,10 @@ impl<S: FromClient> ClientBuilder<S> {
             retries: cluster::DEFAULT_RETRIES,
             forks: cluster::DEFAULT_FORKS,
             failback: cluster::FailbackPolicy::default(),
-            codec: Codec::default(),
+            // A service generated from a .proto file speaks protobuf first.
+            codec: S::descriptor()
+                .and_then(|descriptor| descriptor.codecs.first().copied())
+                .unwrap_or_default(),
             timeout: DEFAULT_TIMEOUT,
             layers: Vec::new(),
             provider_layers: Vec::new(),
@@ -489,7 +492,8 @@ impl<S: FromClient> ClientBuilder<S> {
         self
     }
 
-    /// The codec of every call (default: bincode).
+    /// The codec of every call (default: the service's first codec: bincode for a
+    /// `#[service]` trait, protobuf for a service generated from a `.proto` file).
     pub fn codec(mut self, codec: Codec) -> ClientBuilder<S> {
         self.codec = codec;
         self
@@ -646,10 +650,22 @@ impl<S: FromClient> ClientBuilder<S> {
 
     /// Builds the client. Connections open lazily, on the first call.
     ///
-    /// Fails with [`Error::Config`] when the providers are missing, or when a method names
-    /// an unknown cluster mode or load balancer.
+    /// Fails with [`Error::Config`] when the providers are missing, when a method names
+    /// an unknown cluster mode or load balancer, or when the codec cannot carry the
+    /// service's types (protobuf for a serde `#[service]` trait).
     pub fn build(self) -> Result<S> {
         let service = &self.service;
+        if let Some(descriptor) = S::descriptor()
+            && !descriptor.codecs.contains(&self.codec)
+        {
+            let supported: Vec<&str> = descriptor.codecs.iter().map(|c| c.name()).collect();
+            return Err(Error::Config(format!(
+                "client for {service}: codec {} cannot carry this service's types; it \
+                 supports {}",
+                self.codec,
+                supported.join(", ")
+            )));
+        }
         let transports = (!self.transports.is_empty()).then_some(self.transports);
         let directory: Arc<dyn Directory> = match (self.directory, self.registry, transports) {
             (Some(_), Some(_), _) => {

@@ -101,7 +101,14 @@ pub(super) async fn call(connection: &Connection, request: Request<Incoming>) ->
         }
         Err(_) => return error_response(&Error::Timeout(timeout)),
     };
-    let args = match arguments(&bytes, resolved.descriptor().args) {
+    // A service from a .proto file takes its one request message as itself (its JSON
+    // object), not a tuple of arguments.
+    let one_message = resolved.service().codecs.first() == Some(&Codec::Protobuf);
+    let args = match one_message {
+        true => message_body(&bytes),
+        false => arguments(&bytes, resolved.descriptor().args),
+    };
+    let args = match args {
         Ok(args) => args,
         Err(message) => return failure(StatusCode::BAD_REQUEST, Code::BadRequest, &message),
     };
@@ -178,6 +185,18 @@ fn arguments(body: &[u8], names: &[&str]) -> Result<Bytes, String> {
     serde_json::to_vec(&items)
         .map(Bytes::from)
         .map_err(|e| format!("arguments cannot be encoded: {e}"))
+}
+
+/// The body of a one-message (protobuf) method: a JSON object, passed on as it is.
+fn message_body(body: &[u8]) -> Result<Bytes, String> {
+    if body.trim_ascii().is_empty() {
+        return Ok(Bytes::from_static(b"{}"));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(_)) => Ok(Bytes::copy_from_slice(body)),
+        Ok(_) => Err("the body must be a JSON object: the method's request message".into()),
+        Err(e) => Err(format!("invalid JSON body: {e}")),
+    }
 }
 
 fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {

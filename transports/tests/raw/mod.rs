@@ -33,6 +33,7 @@ static ECHO: ServiceDescriptor = ServiceDescriptor {
     name: "Echo",
     version: "",
     methods: &[method("echo", &["payload"]), method("hang", &[])],
+    codecs: &Codec::SERDE,
 };
 
 /// A two-way method with no settings of its own.
