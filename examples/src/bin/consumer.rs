@@ -3,11 +3,14 @@
 //! `consumer [--registry URL | --connect 127.0.0.1:20880[,127.0.0.1:20881]] --codec json --calls 5`
 //!
 //! Without `--connect` it finds providers in the registry (default: the file registry the
-//! `provider` binary uses too).
+//! `provider` binary uses too). It calls `demo.Greeter`, `Echo` and the proto-generated
+//! `helloworld.Greeter`; with `--codec protobuf` only the last, the others being serde
+//! services that refuse protobuf.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use examples::helloworld::{self, HelloRequest};
 use examples::{EchoClient, GreeterClient, default_registry, exit_code, init_logging, parse_flags};
 use rpc_core::client::FromClient;
 use rpc_core::{ClientBuilder, Codec};
@@ -41,6 +44,33 @@ async fn run() -> Result<(), String> {
         false => None,
     };
     let transport = TcpTransport::default();
+    let mut failures = 0;
+    let proto: helloworld::GreeterClient =
+        providers(helloworld::GreeterClient::builder(), &registry, &addresses)
+            .transport(transport.clone())
+            .application("examples-consumer")
+            .codec(codec)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+    match proto
+        .say_hello(HelloRequest {
+            name: "proto consumer".into(),
+        })
+        .await
+    {
+        Ok(reply) => println!("SayHello -> {}", reply.message),
+        Err(error) => {
+            failures += 1;
+            println!("SayHello failed: {error}");
+        }
+    }
+    if !Codec::SERDE.contains(&codec) {
+        return match failures {
+            0 => Ok(()),
+            _ => Err(format!("{failures} calls failed")),
+        };
+    }
     let greeter: GreeterClient = providers(GreeterClient::builder(), &registry, &addresses)
         .transport(transport.clone())
         .application("examples-consumer")
@@ -54,7 +84,6 @@ async fn run() -> Result<(), String> {
         .codec(codec)
         .build()
         .map_err(|e| e.to_string())?;
-    let mut failures = 0;
     for i in 0..calls {
         match greeter.greet(format!("consumer #{i}")).await {
             Ok(Ok(text)) => println!("greet -> {text}"),

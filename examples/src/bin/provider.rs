@@ -1,4 +1,5 @@
-//! Serves the example `Greeter` and `Echo` services until Ctrl-C.
+//! Serves the example `Greeter` and `Echo` services, and `helloworld.Greeter` generated from
+//! `proto/helloworld.proto`, until Ctrl-C.
 //!
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL`
 //!
@@ -9,8 +10,8 @@
 use std::io::Write;
 
 use examples::{
-    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, init_logging,
-    parse_flags,
+    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, helloworld,
+    init_logging, parse_flags,
 };
 use rpc_core::{Codec, Server};
 use transports::TcpTransport;
@@ -49,8 +50,11 @@ async fn run() -> Result<(), String> {
     let server = builder
         .transport(TcpTransport::default())
         .codecs(codecs.clone())
-        .add_service(GreeterServer::new(Greeting::new(name)))
+        .add_service(GreeterServer::new(Greeting::new(name.clone())))
         .add_service(EchoServer::new(Echoer))
+        .add_service(helloworld::GreeterServer::new(
+            helloworld::ProtoGreeting::new(name.clone()),
+        ))
         .bind(&listen)
         .await
         .map_err(|e| e.to_string())?;
