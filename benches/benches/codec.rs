@@ -1,5 +1,6 @@
 //! Codec micro benchmarks: encoding and decoding a request-like struct with a 64 B and a
-//! 4 KiB payload, in every codec `rpc-core` ships (bincode and JSON).
+//! 4 KiB payload, in every codec `rpc-core` ships: bincode and JSON for serde types, and a
+//! protobuf message through the proto format in protobuf, bincode and JSON.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -74,6 +75,58 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
+/// `Order` as a protobuf message (what `rpc-build` generates, serde derives included).
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ProtoOrder {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(string, tag = "2")]
+    user: String,
+    #[prost(uint32, tag = "3")]
+    quantity: u32,
+    #[prost(double, tag = "4")]
+    price: f64,
+    #[prost(bytes = "vec", tag = "5")]
+    payload: Vec<u8>,
+}
+
+impl rpc_core::format::ProtoMessage for ProtoOrder {}
+
+/// A proto service's body (one message) in each codec, as stub and skeleton write and read it.
+fn codec_proto(c: &mut Criterion) {
+    use rpc_core::format::{Decode, Encode, Prost};
+    let mut group = c.benchmark_group("codec_proto");
+    for size in [64usize, 4096] {
+        let plain = order(size);
+        let value = ProtoOrder {
+            id: plain.id,
+            user: plain.user,
+            quantity: plain.quantity,
+            price: plain.price,
+            payload: plain.payload,
+        };
+        group.throughput(Throughput::Bytes(size as u64));
+        for codec in [Codec::Protobuf, Codec::Bincode, Codec::Json] {
+            let label = format!("{codec}/{size}B");
+            let mut out = BytesMut::with_capacity(4 * size + 256);
+            group.bench_function(BenchmarkId::new("roundtrip", &label), |b| {
+                b.iter(|| {
+                    out.clear();
+                    <Prost as Encode<(&ProtoOrder,)>>::encode(
+                        codec,
+                        &(black_box(&value),),
+                        &mut out,
+                    )
+                    .ok();
+                    black_box(<Prost as Decode<(ProtoOrder,)>>::decode(codec, &out).ok())
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
 fn codec_serde_bytes(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec_serde_bytes");
     for size in [64usize, 4096] {
@@ -108,5 +161,6 @@ fn main() {
         .configure_from_args();
     codec(&mut criterion);
     codec_serde_bytes(&mut criterion);
+    codec_proto(&mut criterion);
     criterion.final_summary();
 }

@@ -64,14 +64,25 @@ fn interrupt_and_wait(mut provider: Child) -> std::process::ExitStatus {
 
 #[test]
 fn a_consumer_calls_a_provider_which_stops_cleanly_on_ctrl_c() {
-    let (provider, address, mut stdout) = start_provider("bincode,json");
-    for codec in ["bincode", "json"] {
+    let (provider, address, mut stdout) = start_provider("bincode,json,protobuf");
+    for codec in ["bincode", "json", "protobuf"] {
         let output = consumer(&address, codec);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
             "consumer --codec {codec}: {stdout}"
         );
+        assert!(
+            stdout.contains("SayHello -> Hello, proto consumer! (from p-test)"),
+            "{stdout}"
+        );
+        if codec == "protobuf" {
+            assert!(
+                !stdout.contains("greet ->"),
+                "serde services skipped: {stdout}"
+            );
+            continue;
+        }
         assert!(
             stdout.contains("greet -> Hello, consumer #1! (from p-test)"),
             "{stdout}"

@@ -203,6 +203,95 @@ mod tests {
         );
     }
 
+    /// A message as prost-build writes one, with the serde derives rpc-build adds.
+    #[derive(Clone, PartialEq, prost::Message, serde::Serialize, serde::Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Order {
+        #[prost(uint64, tag = "1")]
+        order_id: u64,
+        #[prost(string, repeated, tag = "2")]
+        items: Vec<String>,
+        #[prost(bytes = "vec", tag = "3")]
+        note: Vec<u8>,
+        #[prost(message, optional, tag = "4")]
+        parent: Option<Box<Order>>,
+    }
+
+    impl ProtoMessage for Order {}
+
+    fn order() -> impl proptest::strategy::Strategy<Value = Order> {
+        use proptest::prelude::*;
+        (
+            any::<u64>(),
+            proptest::collection::vec(".*", 0..4),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(|(order_id, items, note, parent)| Order {
+                order_id,
+                items: items.clone(),
+                note,
+                parent: parent.map(|order_id| {
+                    Box::new(Order {
+                        order_id,
+                        items,
+                        ..Order::default()
+                    })
+                }),
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_round_trips_in_every_codec(message in order()) {
+            for codec in Codec::ALL {
+                let mut out = BytesMut::new();
+                <Prost as Encode<(&Order,)>>::encode(codec, &(&message,), &mut out)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                let (back,): (Order,) = <Prost as Decode<_>>::decode(codec, &out)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+                proptest::prop_assert_eq!(&back, &message);
+                proptest::prop_assert_eq!(
+                    <Prost as Encode<Order>>::hash_key(&back),
+                    <Prost as Encode<(&Order,)>>::hash_key(&(&message,))
+                );
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_to_a_message_or_a_typed_error(bytes in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..512)) {
+            for codec in Codec::ALL {
+                if let Err(error) = <Prost as Decode<Order>>::decode(codec, &bytes) {
+                    proptest::prop_assert!(matches!(error, crate::Error::Codec { .. }), "{error:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn protobuf_writes_the_message_itself_and_json_its_camel_case_fields() {
+        let message = Order {
+            order_id: 7,
+            ..Order::default()
+        };
+        let mut out = BytesMut::new();
+        <Prost as Encode<(&Order,)>>::encode(Codec::Protobuf, &(&message,), &mut out).ok();
+        assert_eq!(&out[..], [0x08, 7], "field 1, varint 7: no tuple around it");
+        let mut out = BytesMut::new();
+        <Prost as Encode<(&Order,)>>::encode(Codec::Json, &(&message,), &mut out).ok();
+        assert_eq!(
+            std::str::from_utf8(&out).ok(),
+            Some(r#"{"orderId":7,"items":[],"note":[],"parent":null}"#)
+        );
+        let sparse: Result<(Order,)> =
+            <Prost as Decode<_>>::decode(Codec::Json, b"{\"orderId\":7}");
+        assert_eq!(
+            sparse.ok().map(|(m,)| m),
+            Some(message),
+            "missing fields default"
+        );
+    }
+
     #[test]
     fn serde_round_trips_through_the_format() {
         for codec in Codec::SERDE {

@@ -15,10 +15,14 @@
 //! With `--config FILE` the registry, timeouts, retries, balancing, cluster mode and TLS
 //! (`[ssl]` `client-*` keys) come from the file and `RPC_*` environment variables;
 //! flags given on the command line win over them.
+//!
+//! It calls `demo.Greeter`, `Echo` and the proto-generated `helloworld.Greeter`; with
+//! `--codec protobuf` only the last, the others being serde services that refuse protobuf.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use examples::helloworld::{self, HelloRequest};
 use examples::{
     EchoClient, GreeterClient, default_registry, exit_code, init_logging, load_config, parse_flags,
     parse_protocols,
@@ -82,6 +86,41 @@ async fn run() -> Result<(), String> {
     // TLS and connection settings from the config apply to TCP.
     let tcp = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
     let tri = GrpcTransport::default();
+    let mut failures = 0;
+    let mut proto = helloworld::GreeterClient::builder().application("examples-consumer");
+    if config.consumer.timeout.is_none() {
+        proto = proto.timeout(Duration::from_secs(2));
+    }
+    let proto = configure(proto, &config, codec)?;
+    let proto: helloworld::GreeterClient = with_transports(
+        providers(proto, &registry, &addresses),
+        &protocols,
+        &tcp,
+        &tri,
+    )
+    .build()
+    .map_err(|e| e.to_string())?;
+    match proto
+        .say_hello(HelloRequest {
+            name: "proto consumer".into(),
+        })
+        .await
+    {
+        Ok(reply) => println!("SayHello -> {}", reply.message),
+        Err(error) => {
+            failures += 1;
+            println!("SayHello failed: {error}");
+        }
+    }
+    if codec.is_some_and(|codec| !Codec::SERDE.contains(&codec)) {
+        return match failures {
+            0 => Ok(()),
+            _ => Err(format!("{failures} calls failed")),
+        };
+    }
+    // TLS and connection settings from the config apply to TCP.
+    let tcp = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
+    let tri = GrpcTransport::default();
     let mut greeter = GreeterClient::builder().application("examples-consumer");
     if config.consumer.timeout.is_none() {
         greeter = greeter.timeout(Duration::from_secs(2));
@@ -115,6 +154,7 @@ async fn run() -> Result<(), String> {
                 .application("examples-consumer")
                 .client(greeter.client().clone())
                 .client(echo.client().clone())
+                .client(proto.client().clone())
                 .start()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -123,7 +163,6 @@ async fn run() -> Result<(), String> {
         }
         None => None,
     };
-    let mut failures = 0;
     for i in 0..calls {
         match greeter.greet(format!("consumer #{i}")).await {
             Ok(Ok(text)) => println!("greet -> {text}"),

@@ -1,4 +1,5 @@
-//! Serves the example `Greeter` and `Echo` services until Ctrl-C.
+//! Serves the example `Greeter` and `Echo` services, and `helloworld.Greeter` generated from
+//! `proto/helloworld.proto`, until Ctrl-C.
 //!
 //! `provider --listen 127.0.0.1:20880 --codec bincode,json --name p1 --registry URL
 //!   [--admin 127.0.0.1:0] [--admin-token T] [--monitor HOST:PORT]`
@@ -23,8 +24,8 @@
 use std::io::Write;
 
 use examples::{
-    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, init_logging_with,
-    load_config, parse_flags, parse_protocols,
+    EchoServer, Echoer, GreeterServer, Greeting, default_registry, exit_code, helloworld,
+    init_logging_with, load_config, parse_flags, parse_protocols,
 };
 use rpc_core::{Codec, ServerBuilder};
 use transports::{GrpcTransport, TcpTransport};
@@ -120,8 +121,11 @@ async fn run() -> Result<(), String> {
     };
     let server = builder
         .codecs(codecs.clone())
-        .add_service(GreeterServer::new(Greeting::new(name)))
+        .add_service(GreeterServer::new(Greeting::new(name.clone())))
         .add_service(EchoServer::new(Echoer))
+        .add_service(helloworld::GreeterServer::new(
+            helloworld::ProtoGreeting::new(name.clone()),
+        ))
         .bind(first)
         .await
         .map_err(|e| e.to_string())?;
