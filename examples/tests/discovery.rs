@@ -384,8 +384,17 @@ async fn file_registry_consumer_uses_its_cache_when_the_registry_cannot_be_read(
     until_listed(&greeter, &[&provider.address], Duration::from_secs(10)).await;
     drop(greeter);
     let folder = dir.join("demo.Greeter");
-    std::fs::remove_dir_all(&folder).expect("remove the service folder");
-    std::fs::write(&folder, b"not a folder").expect("block the service folder");
+    // The provider process re-creates its folder when it refreshes its entry: retry until
+    // the file is in place (from then on the provider cannot take the path back).
+    let mut blocked = false;
+    for _ in 0..100 {
+        let _ = std::fs::remove_dir_all(&folder);
+        if std::fs::write(&folder, b"not a folder").is_ok() {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "block the service folder");
     let late = consumer(&registry, cache.clone());
     let cached = until_listed(&late, &[&provider.address], Duration::from_secs(10)).await;
     println!("file: a consumer that cannot read its registry used the cache after {cached:?}");

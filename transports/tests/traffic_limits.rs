@@ -258,25 +258,44 @@ async fn actives_makes_callers_wait_for_a_slot_to_one_provider() {
 #[tokio::test]
 async fn actives_refuses_a_call_that_finds_no_slot_before_its_deadline() {
     let (server, counters) = provider().await;
-    let client = client(&server, "shop").with_timeout(Duration::from_millis(300));
-    let tasks: Vec<_> = (0..8)
+    // Four calls with time to spare hold every slot for a second...
+    let shop = client(&server, "shop");
+    let holders = shop.with_timeout(Duration::from_secs(10));
+    let held: Vec<_> = (0..4)
         .map(|_| {
-            let client = client.clone();
+            let client = holders.clone();
             tokio::spawn(async move { client.crowded(1000).await })
         })
         .collect();
-    let mut timed_out = 0;
-    for task in tasks {
-        if let Err(error) = task.await.unwrap() {
-            assert!(
-                error.is_timeout() || matches!(error, Error::Rejected(_)),
-                "{error:?}"
-            );
-            timed_out += 1;
+    for _ in 0..500 {
+        if counters.ran() == 4 {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(timed_out, 8, "all give up at their deadline");
-    assert_eq!(counters.ran(), 4, "only 4 were ever sent");
+    assert_eq!(counters.ran(), 4, "the four holders are running");
+    // ...so calls whose deadline comes first never find one.
+    let hurried = shop.with_timeout(Duration::from_millis(300));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let client = hurried.clone();
+            tokio::spawn(async move { client.crowded(1000).await })
+        })
+        .collect();
+    for task in tasks {
+        let error = task
+            .await
+            .unwrap()
+            .expect_err("no slot before the deadline");
+        assert!(
+            error.is_timeout() || matches!(error, Error::Rejected(_)),
+            "{error:?}"
+        );
+    }
+    assert_eq!(counters.ran(), 4, "the hurried calls were never sent");
+    for task in held {
+        assert_eq!(task.await.unwrap().unwrap(), 1000);
+    }
 }
 
 #[tokio::test]
