@@ -501,6 +501,30 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
             }
         }
     }
+    // Noise moves whole rounds, so the fair comparison is per round: the first system
+    // listed against each other one, in the same round, then the median of those ratios.
+    if options.rounds > 1
+        && let Some(((first, base), others)) = per_system.split_first()
+    {
+        for (other, runs) in others {
+            let mut ratios: Vec<f64> = base
+                .iter()
+                .zip(runs)
+                .filter(|(_, b)| b.qps > 0.0)
+                .map(|(a, b)| a.qps / b.qps)
+                .collect();
+            if ratios.is_empty() {
+                continue;
+            }
+            ratios.sort_by(f64::total_cmp);
+            let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            println!(
+                "per-round {first}/{other} qps median={:.2}x rounds=[{}]",
+                ratios[ratios.len() / 2],
+                listed.join(",")
+            );
+        }
+    }
     // One line per system: the round with the median throughput.
     let mut summaries = Vec::new();
     for (_, mut runs) in per_system {

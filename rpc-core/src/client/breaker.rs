@@ -314,15 +314,20 @@ impl Breaker {
         )
     }
 
-    /// Lets a call through, or says how long the breaker stays open.
-    pub(crate) fn admit(&self, now: Instant, label: &dyn std::fmt::Display) -> Result<Pass> {
+    /// Lets a call through, or says how long the breaker stays open. Reads the clock
+    /// (`now`) only when the breaker is not closed.
+    pub(crate) fn admit(
+        &self,
+        now: impl FnOnce() -> Instant,
+        label: &dyn std::fmt::Display,
+    ) -> Result<Pass> {
         match self.state.load(Ordering::Acquire) {
             OFF => return Ok(Pass::Unwatched),
             CLOSED => return Ok(Pass::Closed),
             _ => {}
         }
         let mut transitions = lock(&self.transitions);
-        let now_ns = self.now_ns(now);
+        let now_ns = self.now_ns(now());
         let probes = self.probes.load(Ordering::Relaxed);
         match self.state.load(Ordering::Acquire) {
             OFF => Ok(Pass::Unwatched),
@@ -523,7 +528,7 @@ mod tests {
         let breaker = Breaker::new(Some(config()), Arc::default());
         let t0 = Instant::now();
         for i in 0..9 {
-            let pass = breaker.admit(t0, &"p").unwrap();
+            let pass = breaker.admit(|| t0, &"p").unwrap();
             let outcome = if i % 2 == 1 {
                 Outcome::Failure
             } else {
@@ -536,22 +541,22 @@ mod tests {
             BreakerState::Closed,
             "9 calls: below the minimum"
         );
-        let pass = breaker.admit(t0, &"p").unwrap();
+        let pass = breaker.admit(|| t0, &"p").unwrap();
         breaker.record(pass, Outcome::Failure, t0, &"p");
         assert_eq!(breaker.state(), BreakerState::Open, "5 of 10 failed");
         assert!(breaker.is_open(t0 + ms(499)));
         assert!(matches!(
-            breaker.admit(t0 + ms(499), &"p"),
+            breaker.admit(|| t0 + ms(499), &"p"),
             Err(Error::Rejected(_))
         ));
-        let probe = breaker.admit(t0 + ms(500), &"p").unwrap();
+        let probe = breaker.admit(|| t0 + ms(500), &"p").unwrap();
         assert_eq!(
             (probe, breaker.state()),
             (Pass::Probe, BreakerState::HalfOpen)
         );
-        let second = breaker.admit(t0 + ms(500), &"p").unwrap();
+        let second = breaker.admit(|| t0 + ms(500), &"p").unwrap();
         assert!(
-            breaker.admit(t0 + ms(500), &"p").is_err(),
+            breaker.admit(|| t0 + ms(500), &"p").is_err(),
             "two probes only"
         );
         breaker.record(probe, Outcome::Success, t0 + ms(510), &"p");
@@ -565,11 +570,11 @@ mod tests {
         let breaker = Breaker::new(Some(config()), Arc::default());
         let t0 = Instant::now();
         for _ in 0..10 {
-            let pass = breaker.admit(t0, &"p").unwrap();
+            let pass = breaker.admit(|| t0, &"p").unwrap();
             breaker.record(pass, Outcome::Slow, t0, &"p");
         }
         assert_eq!(breaker.state(), BreakerState::Open, "all slow");
-        let probe = breaker.admit(t0 + ms(600), &"p").unwrap();
+        let probe = breaker.admit(|| t0 + ms(600), &"p").unwrap();
         breaker.record(probe, Outcome::Failure, t0 + ms(600), &"p");
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(breaker.is_open(t0 + ms(1000)));
@@ -578,12 +583,12 @@ mod tests {
         // A fresh breaker: failures older than the window no longer count.
         let breaker = Breaker::new(Some(config()), Arc::default());
         for _ in 0..9 {
-            let pass = breaker.admit(t0, &"p").unwrap();
+            let pass = breaker.admit(|| t0, &"p").unwrap();
             breaker.record(pass, Outcome::Failure, t0, &"p");
         }
         let later = t0 + ms(1500);
         for _ in 0..10 {
-            let pass = breaker.admit(later, &"p").unwrap();
+            let pass = breaker.admit(|| later, &"p").unwrap();
             breaker.record(pass, Outcome::Success, later, &"p");
         }
         assert_eq!(breaker.state(), BreakerState::Closed);

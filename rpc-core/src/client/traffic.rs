@@ -198,7 +198,7 @@ impl Traffic {
                 guard.actives.set_limit(limit);
             }
         }
-        let pass = guard.breaker.admit(Instant::now(), &guard.label)?;
+        let pass = guard.breaker.admit(Instant::now, &guard.label)?;
         let mut probe = ProbeGuard {
             breaker: &guard.breaker,
             pass,
@@ -226,10 +226,11 @@ impl Traffic {
                 }
             }
         };
-        let started = Instant::now();
+        // No breaker, no clock: the unwatched path reads no time.
+        let started = (pass != Pass::Unwatched).then(Instant::now);
         let result = provider.call(request).await;
         probe.done = true;
-        if pass != Pass::Unwatched {
+        if let Some(started) = started {
             let ended = Instant::now();
             guard
                 .breaker

@@ -75,7 +75,7 @@ pub(crate) fn lower(index: usize) -> u64 {
 }
 
 /// Counts of a [`Histogram`] at one moment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct HistogramSnapshot {
     pub(crate) counts: Vec<u64>,
     pub(crate) sum: u64,
@@ -83,6 +83,18 @@ pub(crate) struct HistogramSnapshot {
 }
 
 impl HistogramSnapshot {
+    /// Adds `other`'s samples (another shard of the same method).
+    pub(crate) fn merge(&mut self, other: &HistogramSnapshot) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (count, n) in self.counts.iter_mut().zip(&other.counts) {
+            *count += n;
+        }
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.counts.iter().sum()
     }

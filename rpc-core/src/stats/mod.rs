@@ -27,6 +27,8 @@ mod histogram;
 mod layer;
 
 use std::collections::{BTreeMap, HashMap};
+#[cfg(not(target_os = "linux"))]
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -294,11 +296,25 @@ impl MethodTable {
 }
 
 /// The live counters of one method on one side.
+///
+/// Counters are sharded by thread: a provider's worker threads serving one hot method
+/// each count into their own cache lines instead of bouncing shared ones between cores
+/// (one shared counter cost about 300 ns per call with two threads counting, against
+/// about 80 ns for the whole record unshared). Readers sum the shards.
 pub struct MethodStats {
     side: Side,
     service: Arc<str>,
     method: Arc<str>,
     epoch: Instant,
+    shards: Box<[Shard]>,
+}
+
+/// One thread's share of a method's counters, aligned so no two shards share a cache
+/// line (128 bytes: adjacent-line prefetch pairs lines on x86).
+#[repr(align(128))]
+struct Shard {
+    /// Wrapping: a call may start on one thread and end on another, so one shard's count
+    /// can go below zero; the sum over shards is right.
     in_flight: AtomicU64,
     succeeded: AtomicU64,
     failed: [AtomicU64; ErrorKind::ALL.len()],
@@ -309,6 +325,50 @@ pub struct MethodStats {
     /// 32 bits, the count in the low 32 bits, so a slot is claimed for a new second and
     /// counted in one word.
     window: Box<[AtomicU64]>,
+}
+
+impl Shard {
+    fn new() -> Shard {
+        Shard {
+            in_flight: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: Default::default(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            latency: Histogram::new(),
+            window: (0..WINDOW).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Shards per method: a power of two, one per core up to 16.
+fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .next_power_of_two()
+            .min(16)
+    })
+}
+
+/// The shard number of the calling thread, before reducing by the shard count: the CPU it
+/// runs on where the OS says (Linux, through the vDSO), so threads counting at the same
+/// moment land on different shards whatever their number; else a number given to each
+/// thread the first time it counts.
+fn thread_slot() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::thread::sched_getcpu()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        SLOT.with(|slot| *slot)
+    }
 }
 
 impl std::fmt::Debug for MethodStats {
@@ -328,14 +388,14 @@ impl MethodStats {
             service,
             method,
             epoch,
-            in_flight: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: Default::default(),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            latency: Histogram::new(),
-            window: (0..WINDOW).map(|_| AtomicU64::new(0)).collect(),
+            shards: (0..shard_count()).map(|_| Shard::new()).collect(),
         }
+    }
+
+    /// The calling thread's shard.
+    fn shard(&self) -> &Shard {
+        // The shard count is a power of two: the mask is the modulo.
+        &self.shards[thread_slot() & (self.shards.len() - 1)]
     }
 
     /// Counts a call starting now that carries `bytes_in` bytes of arguments (provider) or
@@ -354,43 +414,42 @@ impl MethodStats {
     }
 
     fn in_flight_add(&self, request_bytes: usize) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let shard = self.shard();
+        shard.in_flight.fetch_add(1, Ordering::Relaxed);
         let request = match self.side {
-            Side::Provider => &self.bytes_in,
-            Side::Consumer => &self.bytes_out,
+            Side::Provider => &shard.bytes_in,
+            Side::Consumer => &shard.bytes_out,
         };
         request.fetch_add(request_bytes as u64, Ordering::Relaxed);
     }
 
     fn end(&self, started: Instant, outcome: std::result::Result<usize, ErrorKind>) {
-        self.finish(started, outcome);
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn finish(&self, started: Instant, outcome: std::result::Result<usize, ErrorKind>) {
+        let shard = self.shard();
         let now = Instant::now();
-        self.latency
+        shard
+            .latency
             .record(now.saturating_duration_since(started).as_micros() as u64);
         match outcome {
             Ok(response_bytes) => {
-                self.succeeded.fetch_add(1, Ordering::Relaxed);
+                shard.succeeded.fetch_add(1, Ordering::Relaxed);
                 let response = match self.side {
-                    Side::Provider => &self.bytes_out,
-                    Side::Consumer => &self.bytes_in,
+                    Side::Provider => &shard.bytes_out,
+                    Side::Consumer => &shard.bytes_in,
                 };
                 response.fetch_add(response_bytes as u64, Ordering::Relaxed);
             }
             Err(kind) => {
-                self.failed[kind.index()].fetch_add(1, Ordering::Relaxed);
+                shard.failed[kind.index()].fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.tick(now);
+        self.tick(shard, now);
+        shard.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts one finished call in the current second's slot.
-    fn tick(&self, now: Instant) {
+    /// Counts one finished call in the current second's slot of `shard`.
+    fn tick(&self, shard: &Shard, now: Instant) {
         let second = now.saturating_duration_since(self.epoch).as_secs();
-        let slot = &self.window[second as usize % WINDOW];
+        let slot = &shard.window[second as usize % WINDOW];
         let tag = (second & u32::MAX as u64) << 32;
         let current = slot.load(Ordering::Relaxed);
         if current & !(u32::MAX as u64) == tag {
@@ -420,28 +479,35 @@ impl MethodStats {
             let Some(second) = now.checked_sub(back) else {
                 break;
             };
-            let word = self.window[second as usize % WINDOW].load(Ordering::Relaxed);
-            if word >> 32 == second & u32::MAX as u64 {
-                calls += word & u32::MAX as u64;
+            for shard in &self.shards {
+                let word = shard.window[second as usize % WINDOW].load(Ordering::Relaxed);
+                if word >> 32 == second & u32::MAX as u64 {
+                    calls += word & u32::MAX as u64;
+                }
             }
         }
         calls as f64 / seconds as f64
     }
 
+    /// The sum of one counter over the shards.
+    fn sum(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(counter(shard).load(Ordering::Relaxed))
+        })
+    }
+
     /// The numbers now.
     pub fn snapshot(&self) -> MethodSnapshot {
-        let latency = self.latency.snapshot();
+        let mut latency = HistogramSnapshot::default();
+        for shard in &self.shards {
+            latency.merge(&shard.latency.snapshot());
+        }
         let failed: BTreeMap<&'static str, u64> = ErrorKind::ALL
             .iter()
-            .map(|kind| {
-                (
-                    kind.name(),
-                    self.failed[kind.index()].load(Ordering::Relaxed),
-                )
-            })
+            .map(|kind| (kind.name(), self.sum(|shard| &shard.failed[kind.index()])))
             .filter(|(_, n)| *n > 0)
             .collect();
-        let succeeded = self.succeeded.load(Ordering::Relaxed);
+        let succeeded = self.sum(|shard| &shard.succeeded);
         let failed_total: u64 = failed.values().sum();
         let count = latency.count();
         MethodSnapshot {
@@ -452,7 +518,7 @@ impl MethodStats {
             succeeded,
             failed_total,
             failed,
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: self.sum(|shard| &shard.in_flight),
             qps_1m: self.rate(60),
             qps_10s: self.rate(10),
             latency_us: LatencySummary {
@@ -463,8 +529,8 @@ impl MethodStats {
                 p999: latency.quantile(0.999),
                 max: latency.max,
             },
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_in: self.sum(|shard| &shard.bytes_in),
+            bytes_out: self.sum(|shard| &shard.bytes_out),
             histogram: LatencyHistogram(latency),
         }
     }
@@ -641,14 +707,14 @@ mod tests {
         let epoch = m.epoch;
         for second in 0..20u64 {
             for _ in 0..5 {
-                m.tick(epoch + Duration::from_secs(second));
+                m.tick(m.shard(), epoch + Duration::from_secs(second));
             }
         }
         assert_eq!(m.rate_at(20, 10), 5.0);
         assert_eq!(m.rate_at(20, 60), 5.0, "over the 20 s there are");
         assert_eq!(m.rate_at(45, 10), 0.0);
         // Wrapping around the ring replaces a second older than the window.
-        m.tick(epoch + Duration::from_secs(61 + 3));
+        m.tick(m.shard(), epoch + Duration::from_secs(61 + 3));
         assert_eq!(m.rate_at(65, 1), 1.0);
         assert_eq!(
             m.rate_at(65, 60),
