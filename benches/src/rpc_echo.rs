@@ -78,6 +78,35 @@ pub async fn serve_with(
     Ok((local, server.run_until(std::future::pending())))
 }
 
+/// The token [`serve_with_token`] requires and [`client_with_token`] sends.
+pub const BENCH_TOKEN: &str = "loadgen-token-0123456789abcdef";
+
+/// [`serve`] with Dubbo's token check on every call ([`BENCH_TOKEN`]), to measure what
+/// the check costs.
+pub async fn serve_with_token(
+    addr: &str,
+) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
+    let server = rpc_core::Server::builder()
+        .transport(TcpTransport::default())
+        .token(rpc_core::server::Token::Fixed(BENCH_TOKEN.into()))
+        .add_service(EchoServer::new(EchoImpl))
+        .bind(addr)
+        .await?;
+    let local = server.local_addr();
+    Ok((local, server.run_until(std::future::pending())))
+}
+
+/// [`client`] sending [`BENCH_TOKEN`] with every call.
+pub fn client_with_token(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
+    EchoClient::builder()
+        .transport(TcpTransport::default())
+        .address(addr.to_string())
+        .codec(rpc_core::Codec::Bincode)
+        .timeout(Duration::from_secs(5))
+        .token(BENCH_TOKEN)
+        .build()
+}
+
 /// Binds `addr` and serves [`EchoImpl`] on it over HTTP/2 (gRPC); the returned future
 /// runs the server.
 pub async fn serve_h2(

@@ -16,7 +16,7 @@ fn a_short_run_of_every_system_completes_without_errors() {
             "--size",
             "32",
             "--systems",
-            "rpc,rpc-bare,tarpc,tonic",
+            "rpc,rpc-bare,rpc-token,tarpc,tonic",
         ])
         .output()
         .expect("loadgen runs");
@@ -26,7 +26,7 @@ fn a_short_run_of_every_system_completes_without_errors() {
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    for system in ["rpc", "rpc-bare", "tarpc", "tonic"] {
+    for system in ["rpc", "rpc-bare", "rpc-token", "tarpc", "tonic"] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(&format!("system={system} ")))

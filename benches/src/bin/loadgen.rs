@@ -38,13 +38,15 @@ const SYSTEMS: [&str; 4] = ["rpc", "rpc-h2", "tarpc", "tonic"];
 /// statistics (the admin endpoint's numbers) switched off on both sides. `rpc-limited`
 /// is `rpc` with a rate limit and an `executes` cap that never trigger, `rpc-breaker` with
 /// a client circuit breaker that stays closed, `rpc-redis` with a Redis-shared rate limit
-/// that never triggers (the Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`).
-const EXTRA_SYSTEMS: [&str; 5] = [
+/// that never triggers (the Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`),
+/// `rpc-token` with Dubbo's token checked on every call.
+const EXTRA_SYSTEMS: [&str; 6] = [
     "rpc-bare",
     "rpc-nostats",
     "rpc-limited",
     "rpc-breaker",
     "rpc-redis",
+    "rpc-token",
 ];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
@@ -193,6 +195,13 @@ fn run_server(options: &Options) -> Result<(), String> {
                     rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
                         .await
                         .map_err(|e| format!("rpc bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            "rpc-token" => {
+                let (addr, serve) = rpc_echo::serve_with_token(&options.addr)
+                    .await
+                    .map_err(|e| format!("rpc-token bind: {e}"))?;
                 announce(addr)?;
                 serve.await;
             }
@@ -406,6 +415,11 @@ async fn bench_system(
         "rpc-breaker" => {
             let client =
                 rpc_echo::client_with_breaker(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options).await
+        }
+        "rpc-token" => {
+            let client =
+                rpc_echo::client_with_token(addr).map_err(|e| format!("rpc client: {e}"))?;
             check(client, options).await
         }
         "rpc-nostats" => {
