@@ -11,6 +11,8 @@ trap 'echo "scripts/test.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 source scripts/servers.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rpc-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A run builds each crate once: incremental state would only fill the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Keep the 2-core CI box responsive and the run deterministic in output.
 export RUST_BACKTRACE=1
 
