@@ -408,3 +408,61 @@ async fn consumers_take_the_token_from_the_registry_url_over_tls_http2() {
     let stranger = tls_client(server.local_addr().to_string(), trust(&ca));
     assert_unauthorized(stranger.echo("hi".into()).await, "missing token");
 }
+
+#[tokio::test]
+async fn from_config_reads_the_http2_protocol_and_the_ssl_section() {
+    let ca = Ca::new("test CA");
+    let leaf = ca.server_leaf();
+    let dir = std::env::temp_dir().join(format!("rpc-grpc-tls-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (cert, key, ca_file) = (
+        file("p.crt", &leaf.cert),
+        file("p.key", &leaf.key),
+        file("ca.crt", &ca.pem()),
+    );
+    let config = rpc_core::Config::from_toml(&format!(
+        "[protocols.http2]\nssl-enabled = true\npayload = 1048576\n[ssl]\n\
+         server-key-cert-chain-path = \"{cert}\"\nserver-private-key-path = \"{key}\"\n\
+         client-trust-cert-collection-path = \"{ca_file}\"\nserver-name = \"localhost\"\n"
+    ))
+    .unwrap();
+    let transport = GrpcTransport::from_config(&config).unwrap();
+    assert!(rpc_core::transport::Transport::tls(&transport));
+    assert_eq!(transport.config().max_message_len, 1_048_576);
+    let server = Server::builder()
+        .transport(transport.clone())
+        .add_service(ProbeServer::new(ProbeImpl::default()))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let probe = client(server.local_addr().to_string(), transport, Codec::Json);
+    assert_eq!(probe.echo("configured".into()).await.unwrap(), "configured");
+
+    // TLS for TCP only leaves HTTP/2 plain on the serving side.
+    let tcp_only = rpc_core::Config::from_toml(&format!(
+        "[protocols.tcp]\nssl-enabled = true\n[ssl]\n\
+         server-key-cert-chain-path = \"{cert}\"\nserver-private-key-path = \"{key}\"\n"
+    ))
+    .unwrap();
+    let plain = GrpcTransport::from_config(&tcp_only).unwrap();
+    assert!(!rpc_core::transport::Transport::tls(&plain));
+
+    let missing = rpc_core::Config::from_toml(&format!(
+        "[protocols.http2]\nssl-enabled = true\n[ssl]\nserver-key-cert-chain-path = \"{cert}\"\n"
+    ))
+    .unwrap();
+    let error = GrpcTransport::from_config(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("protocols.http2.ssl-enabled")
+            && error.contains("ssl.server-private-key-path"),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
