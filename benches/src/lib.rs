@@ -7,4 +7,5 @@
 pub mod rpc_echo;
 pub mod stats;
 pub mod tarpc_echo;
+pub mod tls_echo;
 pub mod tonic_echo;

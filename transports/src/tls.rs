@@ -260,6 +260,61 @@ pub fn server_name_for(address: &str, name: Option<&str>) -> Result<ServerName<'
         .map_err(|error| Error::Config(format!("invalid TLS server name {host:?}: {error}")))
 }
 
+/// The TLS settings `config` gives a transport serving `protocol` (`tcp`, `http2`): a
+/// server side when `protocols.PROTOCOL.ssl-enabled` (the `ssl.server-*` paths), a client
+/// side when `ssl.client-trust-cert-collection-path` is set (with the `ssl.client-*`
+/// identity and `ssl.server-name`). Errors name the missing key or the unreadable file.
+pub(crate) fn from_config(
+    config: &rpc_core::Config,
+    protocol: &str,
+) -> Result<(Option<ServerTls>, Option<ClientTls>)> {
+    let ssl = &config.ssl;
+    let mut server = None;
+    if config.protocol(protocol).ssl_enabled == Some(true) {
+        let missing = |key: &str| {
+            Error::Config(format!(
+                "protocols.{protocol}.ssl-enabled is true but ssl.{key} is not set"
+            ))
+        };
+        let cert = ssl
+            .server_key_cert_chain_path
+            .as_ref()
+            .ok_or_else(|| missing("server-key-cert-chain-path"))?;
+        let key = ssl
+            .server_private_key_path
+            .as_ref()
+            .ok_or_else(|| missing("server-private-key-path"))?;
+        let mut tls = ServerTls::from_pem_files(cert, key)?;
+        if let Some(ca) = &ssl.server_trust_cert_collection_path {
+            tls = tls.client_ca_file(ca)?;
+        }
+        server = Some(tls);
+    }
+    let mut client = None;
+    if let Some(ca) = &ssl.client_trust_cert_collection_path {
+        let mut tls = ClientTls::new().ca_file(ca)?;
+        match (
+            &ssl.client_key_cert_chain_path,
+            &ssl.client_private_key_path,
+        ) {
+            (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "ssl.client-key-cert-chain-path and ssl.client-private-key-path go \
+                     together: set both or neither"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(name) = &ssl.server_name {
+            tls = tls.server_name(name.clone());
+        }
+        client = Some(tls);
+    }
+    Ok((server, client))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,65 +3,16 @@
 //! client without a certificate or with one from another CA, a wrong server name is
 //! refused, and the registry tells consumers which providers need TLS.
 
+mod certs;
 mod common;
 
 use std::time::{Duration, Instant};
 
+use certs::Ca;
 use common::{ProbeClient, ProbeImpl, ProbeServer};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use rpc_core::{Error, Server};
 use transports::TcpTransport;
 use transports::tls::{ClientTls, ServerTls};
-
-/// A certificate authority that signs leaves.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-/// A PEM certificate and key.
-struct Leaf {
-    cert: String,
-    key: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server_leaf(&self) -> Leaf {
-        self.leaf(
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    fn client_leaf(&self) -> Leaf {
-        self.leaf(&["consumer"], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
 
 async fn tls_provider(tls: ServerTls) -> Server {
     Server::builder()

@@ -28,7 +28,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use benches::stats::{Recorder, Summary};
-use benches::{rpc_echo, tarpc_echo, tonic_echo};
+use benches::{rpc_echo, tarpc_echo, tls_echo, tonic_echo};
 
 const SYSTEMS: [&str; 4] = ["rpc", "rpc-h2", "tarpc", "tonic"];
 
@@ -39,14 +39,17 @@ const SYSTEMS: [&str; 4] = ["rpc", "rpc-h2", "tarpc", "tonic"];
 /// is `rpc` with a rate limit and an `executes` cap that never trigger, `rpc-breaker` with
 /// a client circuit breaker that stays closed, `rpc-redis` with a Redis-shared rate limit
 /// that never triggers (the Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`),
-/// `rpc-token` with Dubbo's token checked on every call.
-const EXTRA_SYSTEMS: [&str; 6] = [
+/// `rpc-token` with Dubbo's token checked on every call. `rpc-tls` and `rpc-h2-tls` are
+/// `rpc` and `rpc-h2` over TLS (rustls, a certificate made for the run).
+const EXTRA_SYSTEMS: [&str; 8] = [
     "rpc-bare",
     "rpc-nostats",
     "rpc-limited",
     "rpc-breaker",
     "rpc-redis",
     "rpc-token",
+    "rpc-tls",
+    "rpc-h2-tls",
 ];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
@@ -212,6 +215,14 @@ fn run_server(options: &Options) -> Result<(), String> {
                 announce(addr)?;
                 serve.await;
             }
+            "rpc-tls" | "rpc-h2-tls" => {
+                let dir = tls_dir()?;
+                let (addr, serve) = tls_echo::serve(&options.addr, tls_wire(&system), &dir)
+                    .await
+                    .map_err(|e| format!("{system} bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
             "tarpc" => {
                 let (addr, serve) = tarpc_echo::serve(&options.addr)
                     .await
@@ -233,6 +244,26 @@ fn run_server(options: &Options) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// The certificates of the TLS systems, made by the benchmarking process for its run.
+static TLS_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Where the TLS systems' certificates are: made by this process, or (in a server
+/// process) named by the environment its parent set.
+fn tls_dir() -> Result<std::path::PathBuf, String> {
+    match TLS_DIR.get() {
+        Some(dir) => Ok(dir.clone()),
+        None => tls_echo::dir_from_env(),
+    }
+}
+
+/// The transport a TLS system runs on.
+fn tls_wire(system: &str) -> tls_echo::Wire {
+    match system {
+        "rpc-h2-tls" => tls_echo::Wire::Http2,
+        _ => tls_echo::Wire::Tcp,
+    }
 }
 
 fn announce(addr: SocketAddr) -> Result<(), String> {
@@ -287,6 +318,7 @@ impl ServerProcess {
         let mut child = Command::new(exe)
             .args(["serve", "--system", system, "--addr", "127.0.0.1:0"])
             .args(["--threads", &threads.to_string()])
+            .envs(TLS_DIR.get().map(|dir| (tls_echo::DIR_VARIABLE, dir)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -431,6 +463,12 @@ async fn bench_system(
             let client = rpc_echo::h2_client(addr).map_err(|e| format!("rpc-h2 client: {e}"))?;
             check(client, options).await
         }
+        "rpc-tls" | "rpc-h2-tls" => {
+            let dir = tls_dir()?;
+            let client = tls_echo::client(addr, tls_wire(system), &dir)
+                .map_err(|e| format!("{system} client: {e}"))?;
+            check(client, options).await
+        }
         "rpc-bare" => {
             let client =
                 rpc_echo::BareClient::connect(addr).map_err(|e| format!("rpc channel: {e}"))?;
@@ -495,6 +533,12 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
         options.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
+    if options.systems.iter().any(|s| s.ends_with("-tls")) {
+        // Made once for the run; the server processes find it through the environment.
+        let dir = std::env::temp_dir().join(format!("rpc-loadgen-tls-{}", std::process::id()));
+        tls_echo::make_certificates(&dir)?;
+        let _ = TLS_DIR.set(dir);
+    }
     // Every system runs once per round, in turn, so that
     // background load drifting over time hits every system alike.
     let mut per_system: Vec<(String, Vec<Summary>)> = options

@@ -103,7 +103,7 @@ enum ConnState {
 
 struct Endpoint {
     address: Arc<str>,
-    /// `http://address`, the authority of every request.
+    /// `address`, the authority of every request.
     authority: http::uri::Authority,
     config: Arc<GrpcConfig>,
     state: watch::Receiver<ConnState>,
@@ -256,7 +256,11 @@ impl Endpoint {
     fn http_request(&self, request: &Request) -> Result<http::Request<Unary>> {
         let path = format!("/{}/{}", request.service, request.method.name);
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(if self.config.client_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            })
             .authority(self.authority.clone())
             .path_and_query(path)
             .build()
@@ -398,7 +402,8 @@ async fn manage(address: Arc<str>, config: Arc<GrpcConfig>, state: watch::Sender
 
 type ConnectionFuture = BoxFuture<'static, std::result::Result<(), hyper::Error>>;
 
-/// Opens a TCP connection and runs the HTTP/2 handshake on it.
+/// Opens a TCP connection, runs the TLS handshake on it when the transport has client TLS,
+/// then the HTTP/2 handshake.
 async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionFuture)> {
     let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
         .await
@@ -413,6 +418,34 @@ async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionF
         })?
         .map_err(|e| Error::unavailable(format!("connect to {address} failed"), Some(e)))?;
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &config.client_tls else {
+        return handshake(address, config, stream).await;
+    };
+    let name = crate::tls::server_name_for(address, tls.server_name.as_deref())?;
+    let stream = tokio::time::timeout(config.connect_timeout, tls.connector.connect(name, stream))
+        .await
+        .map_err(|_| {
+            Error::unavailable(
+                format!(
+                    "TLS handshake with {address} timed out after {:?}",
+                    config.connect_timeout
+                ),
+                None,
+            )
+        })?
+        .map_err(|e| Error::unavailable(format!("TLS handshake with {address} failed"), Some(e)))?;
+    handshake(address, config, stream).await
+}
+
+/// Runs the HTTP/2 handshake on an open (plain or TLS) connection.
+async fn handshake<S>(
+    address: &str,
+    config: &GrpcConfig,
+    stream: S,
+) -> Result<(Sender, ConnectionFuture)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())

@@ -222,6 +222,7 @@ fn http_status(error: &Error) -> StatusCode {
         Code::BadRequest | Code::Codec | Code::ClientError => StatusCode::BAD_REQUEST,
         Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
         Code::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -71,6 +71,13 @@ pub struct GrpcConfig {
     /// HTTP/2 flow-control window per stream (default 1 MiB) and per connection (twice
     /// that): HTTP/2's own 64 KiB makes large messages wait for window updates.
     pub stream_window: u32,
+    /// How long a TLS server waits for a new connection's TLS handshake (default 5 s), so
+    /// a silent or plain peer cannot hold the connection open.
+    pub handshake_timeout: Duration,
+    /// TLS of accepted connections ([`GrpcTransport::with_server_tls`]).
+    pub(crate) server_tls: Option<crate::tcp::ServerTlsState>,
+    /// TLS of opened connections ([`GrpcTransport::with_client_tls`]).
+    pub(crate) client_tls: Option<crate::tcp::ClientTlsState>,
 }
 
 impl Default for GrpcConfig {
@@ -86,6 +93,9 @@ impl Default for GrpcConfig {
             request_read_timeout: Duration::from_secs(30),
             json_timeout: Duration::from_secs(10),
             stream_window: 1024 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            server_tls: None,
+            client_tls: None,
         }
     }
 }
@@ -114,6 +124,12 @@ impl GrpcConfig {
     /// Sets how many streams one connection may have open at once on a server.
     pub fn max_concurrent_streams(mut self, max: u32) -> GrpcConfig {
         self.max_concurrent_streams = max;
+        self
+    }
+
+    /// Sets how long a TLS server waits for a connection's TLS handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> GrpcConfig {
+        self.handshake_timeout = timeout;
         self
     }
 
@@ -153,6 +169,62 @@ impl GrpcTransport {
     pub fn config(&self) -> &GrpcConfig {
         &self.config
     }
+
+    /// A transport with what `config` says about HTTP/2: `protocols.http2.payload` (the
+    /// message limit), TLS for serving when `protocols.http2.ssl-enabled` (the
+    /// `ssl.server-*` paths) and for dialing when `ssl.client-trust-cert-collection-path`
+    /// is set, read as [`crate::TcpTransport::from_config`] reads them. Errors name the
+    /// missing key or the file that could not be read.
+    pub fn from_config(config: &rpc_core::Config) -> Result<GrpcTransport> {
+        let http2 = config.protocol("http2");
+        let mut settings = GrpcConfig::default();
+        if let Some(payload) = http2.payload {
+            settings = settings.max_message_len(payload);
+        }
+        let mut transport = GrpcTransport::new(settings);
+        let (server, client) = crate::tls::from_config(config, "http2")?;
+        if let Some(tls) = server {
+            transport = transport.with_server_tls(tls)?;
+        }
+        if let Some(tls) = client {
+            transport = transport.with_client_tls(tls)?;
+        }
+        Ok(transport)
+    }
+
+    /// Serves TLS only (rustls), offering ALPN `h2` and `http/1.1` so stock gRPC clients
+    /// and HTTP/1.1 JSON callers both work: connections are accepted through a TLS
+    /// handshake within [`GrpcConfig::handshake_timeout`], and a peer that fails it (a
+    /// plain client, a client without the required certificate) is closed. A server on
+    /// this transport announces `tls=true` in its registry URLs; for plain and TLS side by
+    /// side, serve on two transports (two ports). Fails with
+    /// [`rpc_core::Error::Config`] when the certificate and key do not fit together.
+    pub fn with_server_tls(mut self, tls: crate::tls::ServerTls) -> Result<GrpcTransport> {
+        let mut rustls = (*tls.rustls_config()?).clone();
+        rustls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(rustls));
+        Arc::make_mut(&mut self.config).server_tls = Some(crate::tcp::ServerTlsState { acceptor });
+        Ok(self)
+    }
+
+    /// Opens every connection through a TLS handshake (rustls, ALPN `h2`) within
+    /// [`GrpcConfig::connect_timeout`], checking the provider's certificate against the CA
+    /// bundle and its name (the host of the provider's address, or
+    /// [`crate::tls::ClientTls::server_name`]). A consumer on this transport uses only
+    /// providers announcing `tls=true`.
+    pub fn with_client_tls(mut self, tls: crate::tls::ClientTls) -> Result<GrpcTransport> {
+        let mut rustls = (*tls.rustls_config()?).clone();
+        rustls.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(rustls));
+        let server_name = tls.server_name_override().map(str::to_owned);
+        Arc::make_mut(&mut self.config).client_tls = Some(crate::tcp::ClientTlsState {
+            connector,
+            server_name,
+        });
+        // Connections opened without TLS must not be shared with this transport.
+        self.endpoints = Arc::default();
+        Ok(self)
+    }
 }
 
 impl Transport for GrpcTransport {
@@ -160,10 +232,21 @@ impl Transport for GrpcTransport {
         "tri"
     }
 
+    fn tls(&self) -> bool {
+        self.config.server_tls.is_some() || self.config.client_tls.is_some()
+    }
+
     /// A channel to `address` (`host:port`); anything else is an
     /// [`rpc_core::Error::Config`] naming it.
     fn connect(&self, address: &str) -> Result<Channel> {
         crate::tcp::check_address(address)?;
+        if self.config.server_tls.is_some() && self.config.client_tls.is_none() {
+            return Err(rpc_core::Error::Config(
+                "this transport serves TLS but has no client TLS settings to dial providers \
+                 with; call GrpcTransport::with_client_tls"
+                    .into(),
+            ));
+        }
         Ok(BoxCloneSyncService::new(
             self.endpoints.channel(address, &self.config),
         ))

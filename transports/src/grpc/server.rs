@@ -191,8 +191,36 @@ impl Reply for GrpcReply {
     }
 }
 
+static FAILED_HANDSHAKES: RateLimited = RateLimited::new();
+
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &shared.config.server_tls else {
+        return serve_http(shared, stream, peer).await;
+    };
+    let window = shared.config.handshake_timeout;
+    let handshake = tokio::select! {
+        _ = shared.closing.cancelled() => return,
+        handshake = tokio::time::timeout(window, tls.acceptor.accept(stream)) => handshake,
+    };
+    match handshake {
+        // The auto builder tells HTTP/2 from HTTP/1.1 by the preface, whatever ALPN chose.
+        Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
+        Ok(Err(error)) => {
+            FAILED_HANDSHAKES.warn(|held_back| {
+                tracing::warn!(%peer, %error, held_back, "TLS handshake failed, closing");
+            });
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?window, "no TLS handshake within the window, closing");
+        }
+    }
+}
+
+async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let connection = Arc::new(Connection {
         peer,
         session: Mutex::new(shared.dispatcher.session()),

@@ -156,6 +156,8 @@ impl GrpcStatus {
             // Refused before it ran: UNAVAILABLE tells any gRPC client it may retry
             // elsewhere, which is exactly what a refusal allows.
             Code::Overloaded => GrpcStatus::Unavailable,
+            // A missing or wrong token: the caller did not authenticate.
+            Code::Unauthorized => GrpcStatus::Unauthenticated,
             _ => GrpcStatus::Unknown,
         }
     }
@@ -175,10 +177,10 @@ impl GrpcStatus {
             // A provider that cancels a call abandoned it, which core calls a server error.
             GrpcStatus::Cancelled | GrpcStatus::Internal | GrpcStatus::Aborted => Code::ServerError,
             GrpcStatus::DataLoss => Code::BadResponse,
-            GrpcStatus::AlreadyExists
-            | GrpcStatus::PermissionDenied
-            | GrpcStatus::Unauthenticated
-            | GrpcStatus::Other(_) => Code::Unknown,
+            GrpcStatus::Unauthenticated => Code::Unauthorized,
+            GrpcStatus::AlreadyExists | GrpcStatus::PermissionDenied | GrpcStatus::Other(_) => {
+                Code::Unknown
+            }
         })
     }
 }
@@ -191,7 +193,7 @@ impl std::fmt::Display for GrpcStatus {
 
 /// Core's code for its `tri-code` name (`Code::name` with `-` for spaces).
 pub(crate) fn code_from_tri(name: &str) -> Option<Code> {
-    const ALL: [Code; 10] = [
+    const ALL: [Code; 11] = [
         Code::Codec,
         Code::Timeout,
         Code::BadRequest,
@@ -201,6 +203,7 @@ pub(crate) fn code_from_tri(name: &str) -> Option<Code> {
         Code::ServerError,
         Code::ClientError,
         Code::Overloaded,
+        Code::Unauthorized,
         Code::Unknown,
     ];
     ALL.into_iter().find(|code| tri_name(*code) == name)
@@ -218,6 +221,7 @@ pub(crate) fn tri_name(code: Code) -> &'static str {
         Code::ServerError => "server-error",
         Code::ClientError => "client-error",
         Code::Overloaded => "overloaded",
+        Code::Unauthorized => "unauthorized",
         _ => "unknown",
     }
 }
@@ -355,6 +359,7 @@ mod tests {
             Code::ServerError,
             Code::ClientError,
             Code::Overloaded,
+            Code::Unauthorized,
             Code::Unknown,
         ] {
             assert_eq!(code_from_tri(tri_name(code)), Some(code));
@@ -377,6 +382,7 @@ mod tests {
             (12, Code::NotFound),
             (13, Code::ServerError),
             (14, Code::Overloaded),
+            (16, Code::Unauthorized),
             (99, Code::Unknown),
         ] {
             assert_eq!(GrpcStatus::from_number(n).to_code(), Some(code), "{n}");

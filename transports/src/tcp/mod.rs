@@ -215,46 +215,11 @@ impl TcpTransport {
             settings = settings.max_frame_len(payload);
         }
         let mut transport = TcpTransport::new(settings);
-        let ssl = &config.ssl;
-        if tcp.ssl_enabled == Some(true) {
-            let missing = |key: &str| {
-                rpc_core::Error::Config(format!(
-                    "protocols.tcp.ssl-enabled is true but ssl.{key} is not set"
-                ))
-            };
-            let cert = ssl
-                .server_key_cert_chain_path
-                .as_ref()
-                .ok_or_else(|| missing("server-key-cert-chain-path"))?;
-            let key = ssl
-                .server_private_key_path
-                .as_ref()
-                .ok_or_else(|| missing("server-private-key-path"))?;
-            let mut tls = crate::tls::ServerTls::from_pem_files(cert, key)?;
-            if let Some(ca) = &ssl.server_trust_cert_collection_path {
-                tls = tls.client_ca_file(ca)?;
-            }
+        let (server, client) = crate::tls::from_config(config, "tcp")?;
+        if let Some(tls) = server {
             transport = transport.with_server_tls(tls)?;
         }
-        if let Some(ca) = &ssl.client_trust_cert_collection_path {
-            let mut tls = crate::tls::ClientTls::new().ca_file(ca)?;
-            match (
-                &ssl.client_key_cert_chain_path,
-                &ssl.client_private_key_path,
-            ) {
-                (Some(cert), Some(key)) => tls = tls.identity_files(cert, key)?,
-                (None, None) => {}
-                _ => {
-                    return Err(rpc_core::Error::Config(
-                        "ssl.client-key-cert-chain-path and ssl.client-private-key-path go \
-                         together: set both or neither"
-                            .into(),
-                    ));
-                }
-            }
-            if let Some(name) = &ssl.server_name {
-                tls = tls.server_name(name.clone());
-            }
+        if let Some(tls) = client {
             transport = transport.with_client_tls(tls)?;
         }
         Ok(transport)
