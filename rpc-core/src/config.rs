@@ -151,8 +151,8 @@ pub struct ProviderConfig {
     pub timeout: Option<u64>,
     /// `provider.token`: `true` for a random token, any other value for that token.
     pub token: Option<TokenSetting>,
-    /// `provider.executes`: concurrent calls per method on this provider (applied by the
-    /// concurrency limits once they are merged).
+    /// `provider.executes`: concurrent calls per method on this provider, for methods
+    /// without an `#[rpc(executes)]` or a service section's `executes`.
     pub executes: Option<u32>,
     /// `provider.weight`: announced weight (default 100).
     pub weight: Option<u32>,
@@ -252,7 +252,8 @@ pub struct ServiceConfig {
     pub allow: Vec<String>,
     /// Addresses refused for this service.
     pub deny: Vec<String>,
-    /// Concurrent calls per method on the provider (applied once merged).
+    /// Concurrent calls per method of this service on the provider (weaker than the
+    /// method's `#[rpc(executes)]`).
     pub executes: Option<u32>,
     /// Calls in flight per provider on the consumer (applied once merged).
     pub actives: Option<u32>,

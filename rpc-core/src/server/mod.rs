@@ -308,7 +308,19 @@ impl ServerBuilder {
         for rule in &provider.deny {
             builder = builder.deny_ip(rule)?;
         }
+        // Rules pushed here come before any the caller adds in code, so code wins; the
+        // All and Service scopes are weaker than a method's `#[rpc(executes)]`.
+        if let Some(executes) = provider.executes {
+            builder = builder.executes(executes);
+        }
         for (name, service) in &config.services {
+            if let Some(executes) = service.executes {
+                let rule = Rule {
+                    executes: Some(executes),
+                    ..Rule::default()
+                };
+                builder = builder.limit(Scope::Service(name.clone()), rule);
+            }
             if let Some(token) = &service.token {
                 builder = builder.service_token(name, token.token());
             }
@@ -801,7 +813,39 @@ fn quoted(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quoted;
+    use super::{Rule, Scope, ServerBuilder, quoted};
+    use crate::Config;
+
+    /// The rule a bound server would keep for `scope`: the last one pushed.
+    fn last_rule(builder: &ServerBuilder, scope: &Scope) -> Option<Rule> {
+        builder
+            .rules
+            .iter()
+            .rev()
+            .find(|(s, _)| s == scope)
+            .map(|(_, rule)| rule.clone())
+    }
+
+    #[test]
+    fn executes_from_the_file_reach_the_limit_rules() {
+        let config = Config::from_toml(
+            r#"
+            [provider]
+            executes = 3
+            [services."demo.Greeter"]
+            executes = 1
+            "#,
+        )
+        .unwrap();
+        let builder = ServerBuilder::from_config(&config).unwrap();
+        let all = last_rule(&builder, &Scope::All).unwrap();
+        assert_eq!(all.executes, Some(3));
+        let service = last_rule(&builder, &Scope::Service("demo.Greeter".into())).unwrap();
+        assert_eq!(service.executes, Some(1));
+        // Code set after the file wins.
+        let builder = builder.executes(7);
+        assert_eq!(last_rule(&builder, &Scope::All).unwrap().executes, Some(7));
+    }
 
     #[test]
     fn long_names_are_cut_at_a_character_boundary() {
