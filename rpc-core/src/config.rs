@@ -1,4 +1,4 @@
-//! Configuration from a TOML file and the environment, with Dubbo's key names.
+//! Configuration from a TOML or YAML file and the environment, with Dubbo's key names.
 //!
 //! ```toml
 //! [application]
@@ -28,6 +28,9 @@
 //! environment because code that sets a value means it; an operator who needs to change
 //! it should have the code not set it.
 //!
+//! A file ending in `.yaml` or `.yml` is read as YAML (the same keys, nested the same
+//! way, as Dubbo's `application.yml`); any other as TOML.
+//!
 //! Unknown keys are errors naming the nearest valid key; wrong types name the key and
 //! where the value came from; a missing file names its path.
 
@@ -35,7 +38,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml, Yaml};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -180,8 +183,8 @@ pub struct ConsumerConfig {
     pub loadbalance: Option<String>,
     /// `consumer.cluster`: `failover`, `failfast`, `forking`, ...
     pub cluster: Option<String>,
-    /// `consumer.actives`: calls in flight per provider (applied by the concurrency
-    /// limits once they are merged).
+    /// `consumer.actives`: calls of a method in flight to one provider; more wait for a
+    /// slot within their deadline.
     pub actives: Option<u32>,
     /// `consumer.serialization`: `bincode` or `json`.
     pub serialization: Option<String>,
@@ -213,8 +216,7 @@ pub struct SslConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AdminConfig {
-    /// `admin.address`: where the admin endpoint listens (applied once the admin
-    /// endpoint is merged).
+    /// `admin.address`: where the admin endpoint listens (`admin::Admin::from_config`).
     pub address: Option<String>,
 }
 
@@ -255,14 +257,16 @@ pub struct ServiceConfig {
     /// Concurrent calls per method of this service on the provider (weaker than the
     /// method's `#[rpc(executes)]`).
     pub executes: Option<u32>,
-    /// Calls in flight per provider on the consumer (applied once merged).
+    /// Calls of a method in flight per provider on the consumer.
     pub actives: Option<u32>,
-    /// `[services."NAME".methods.METHOD]`.
+    /// `[services."NAME".methods.METHOD]`; a method the service does not have is an
+    /// error when the client is built or the server binds.
     pub methods: BTreeMap<String, MethodConfig>,
 }
 
-/// `[services."NAME".methods.METHOD]`: per-method settings (weaker than the method's
-/// `#[rpc(...)]` attribute).
+/// `[services."NAME".methods.METHOD]`: per-method settings, weaker than the method's
+/// `#[rpc(...)]` attribute and stronger than the service's and `[provider]`/`[consumer]`
+/// settings, whatever set those.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -275,11 +279,11 @@ pub struct MethodConfig {
     pub loadbalance: Option<String>,
     /// Cluster mode name.
     pub cluster: Option<String>,
-    /// Concurrent calls on the provider (applied once merged).
+    /// Concurrent calls on the provider (Dubbo's `executes`).
     pub executes: Option<u32>,
-    /// Calls in flight per provider (applied once merged).
+    /// Calls in flight per provider on the consumer (Dubbo's `actives`).
     pub actives: Option<u32>,
-    /// Permits per second (applied once rate limits are merged).
+    /// Permits per second on the provider (Dubbo's `tps`), a token bucket.
     pub tps: Option<u32>,
 }
 
@@ -334,7 +338,8 @@ pub fn env_name(key: &str) -> String {
 }
 
 impl Config {
-    /// The file at `path` (TOML), overridden by the environment.
+    /// The file at `path` (YAML when it ends in `.yaml` or `.yml`, else TOML),
+    /// overridden by the environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Config> {
         Config::load_with_env(path, std::env::vars())
     }
@@ -351,8 +356,16 @@ impl Config {
                 path.display()
             )));
         }
-        let figment =
-            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file_exact(path));
+        let figment = Figment::from(Serialized::defaults(Config::default()));
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        let figment = if yaml {
+            figment.merge(Yaml::file_exact(path))
+        } else {
+            figment.merge(Toml::file_exact(path))
+        };
         extract(with_env(figment, env)?)
     }
 
@@ -365,6 +378,11 @@ impl Config {
     /// TOML text, overridden by nothing (for tests and embedded defaults).
     pub fn from_toml(text: &str) -> Result<Config> {
         extract(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)))
+    }
+
+    /// YAML text, overridden by nothing.
+    pub fn from_yaml(text: &str) -> Result<Config> {
+        extract(Figment::from(Serialized::defaults(Config::default())).merge(Yaml::string(text)))
     }
 
     /// The section of `service`, if the file has one.
@@ -491,6 +509,24 @@ fn describe(error: &figment::Error) -> String {
             format!("unknown key `{key}`{source}{}", suggest(&key, &valid))
         }
         kind => format!("key `{at}`{source}: {kind}"),
+    }
+}
+
+/// Fails with [`Error::Config`] when `methods` (a service section's method sections)
+/// names a method `service` does not have, naming the nearest one.
+pub(crate) fn check_methods(
+    service: &str,
+    methods: &BTreeMap<String, MethodConfig>,
+    descriptor: &crate::ServiceDescriptor,
+) -> Result<()> {
+    let valid: Vec<&str> = descriptor.methods.iter().map(|m| m.name).collect();
+    match methods.keys().find(|name| !valid.contains(&name.as_str())) {
+        None => Ok(()),
+        Some(name) => Err(Error::Config(format!(
+            "unknown method `services.\"{service}\".methods.{name}`: {service} has no method \
+             {name}{}",
+            suggest(name, &valid)
+        ))),
     }
 }
 
@@ -675,6 +711,65 @@ mod tests {
             error.contains("/nonexistent/rpc.toml") && error.contains("not found"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn yaml_reads_the_same_keys_as_toml() {
+        let yaml = Config::from_yaml(
+            r#"
+application:
+  name: shop
+registry:
+  address: zookeeper://127.0.0.1:2181
+protocols:
+  tcp:
+    port: 20880
+provider:
+  token: true
+  executes: 10
+consumer:
+  actives: 5
+services:
+  demo.Greeter:
+    version: 1.0.0
+    methods:
+      greet:
+        timeout: 200
+        tps: 50
+"#,
+        )
+        .unwrap();
+        let toml = Config::from_toml(
+            r#"
+            application.name = "shop"
+            registry.address = "zookeeper://127.0.0.1:2181"
+            protocols.tcp.port = 20880
+            provider.token = true
+            provider.executes = 10
+            consumer.actives = 5
+            [services."demo.Greeter"]
+            version = "1.0.0"
+            methods.greet.timeout = 200
+            methods.greet.tps = 50
+            "#,
+        )
+        .unwrap();
+        assert_eq!(yaml, toml);
+        let error = Config::from_yaml("consumer:\n  actives: 1\n  retires: 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("did you mean `consumer.retries`?"),
+            "{error}"
+        );
+        let path = std::env::temp_dir().join(format!("rpc-config-{}.yml", std::process::id()));
+        std::fs::write(&path, "consumer:\n  retries: many\n").unwrap();
+        let error = Config::load_with_env(&path, no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("consumer.retries"), "{error}");
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -230,3 +230,130 @@ fn bad_settings_fail_with_the_key_named() {
     let error = TcpTransport::from_config(&config).unwrap_err().to_string();
     assert!(error.contains("/nonexistent/p.crt"), "{error}");
 }
+
+/// `[services."NAME".methods.METHOD]` from a YAML file: under the method's attribute, over
+/// the service's settings and over what code sets for the whole service.
+#[tokio::test]
+async fn yaml_method_sections_sit_under_the_attribute_and_over_the_service() {
+    let path = std::env::temp_dir().join(format!(
+        "rpc-config-test-{}-methods.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        r#"
+consumer:
+  timeout: 1500
+services:
+  test.Probe:
+    timeout: 2000
+    methods:
+      echo:
+        timeout: 250
+      sleep_briefly:
+        timeout: 900      # the attribute's 100 ms wins
+      sleep:
+        executes: 1       # provider side
+        actives: 1        # consumer side
+"#,
+    )
+    .unwrap();
+    let config = Config::load_with_env(&path, env(&[])).unwrap();
+    let probe = ProbeImpl::default();
+    let server = ServerBuilder::from_config(&config)
+        .unwrap()
+        .transport(TcpTransport::from_config(&config).unwrap())
+        .add_service(ProbeServer::new(probe.clone()))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let timeouts = Timeouts::default();
+    let client = ProbeClient::builder()
+        .config(&config)
+        .unwrap()
+        .transport(TcpTransport::default())
+        .address(server.local_addr().to_string())
+        .timeout(Duration::from_millis(3000))
+        .layer(timeouts.clone())
+        .build()
+        .unwrap();
+    client.echo("a".into()).await.unwrap();
+    assert_eq!(
+        timeouts.last(),
+        Duration::from_millis(250),
+        "method section"
+    );
+    client.sleep_briefly(1).await.unwrap();
+    assert_eq!(timeouts.last(), Duration::from_millis(100), "attribute");
+    client.sleep(1).await.unwrap();
+    assert_eq!(
+        timeouts.last(),
+        Duration::from_millis(3000),
+        "code, service-wide"
+    );
+
+    // On `sleep`, executes = 1 (provider) and actives = 1 (consumer). While one call
+    // runs, the configured client holds the second back until the first is done (it
+    // succeeds); a client without the section sends it and the provider refuses it.
+    let plain = ProbeClient::builder()
+        .transport(TcpTransport::default())
+        .address(server.local_addr().to_string())
+        .build()
+        .unwrap();
+    let running = || async {
+        let before = common::Stats::get(&probe.stats.started);
+        let long = tokio::spawn({
+            let client = client.clone();
+            async move { client.sleep(800).await }
+        });
+        let started = std::time::Instant::now();
+        while common::Stats::get(&probe.stats.started) == before {
+            assert!(started.elapsed() < Duration::from_secs(10), "never started");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        long
+    };
+    let long = running().await;
+    let refused = plain.sleep(1).await;
+    assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
+    long.await.unwrap().unwrap();
+    let long = running().await;
+    assert_eq!(client.sleep(1).await.unwrap(), 1, "waited for the slot");
+    long.await.unwrap().unwrap();
+    // `echo` has no executes: it runs beside a long call.
+    let long = running().await;
+    plain.echo("b".into()).await.unwrap();
+    long.await.unwrap().unwrap();
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn a_method_section_for_a_method_the_service_lacks_is_an_error() {
+    let config = Config::from_yaml(
+        "services:\n  test.Probe:\n    methods:\n      ecko:\n        timeout: 5\n",
+    )
+    .unwrap();
+    let error = ProbeClient::builder()
+        .config(&config)
+        .unwrap()
+        .transport(TcpTransport::default())
+        .address("127.0.0.1:1")
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("ecko") && error.contains("did you mean `echo`?"),
+        "{error}"
+    );
+    let error = ServerBuilder::from_config(&config)
+        .unwrap()
+        .transport(TcpTransport::default())
+        .add_service(ProbeServer::new(ProbeImpl::default()))
+        .bind("127.0.0.1:0")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("did you mean `echo`?"), "{error}");
+}

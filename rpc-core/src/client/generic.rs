@@ -24,6 +24,7 @@ impl Client {
                 cluster: shared.cluster.clone(),
                 descriptor: shared.descriptor,
                 stats: shared.stats.clone(),
+                method_timeouts: shared.method_timeouts.clone(),
             }),
             timeout: self.timeout,
             attachments: self.attachments.clone(),

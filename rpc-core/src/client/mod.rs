@@ -16,6 +16,7 @@ mod providers;
 mod registry_directory;
 mod traffic;
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use serde::de::DeserializeOwned;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+use crate::config::MethodConfig;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::format::{Decode, Encode, Serde};
 use crate::limit::{Limits, RateLimit, Rule, Scope};
@@ -101,6 +103,18 @@ struct Shared {
     descriptor: Option<&'static ServiceDescriptor>,
     /// Where calls are counted; `None`: not counted.
     stats: Option<MethodTable>,
+    /// Timeouts of the configuration file's method sections, under the methods' own
+    /// `timeout_ms` (usually empty).
+    method_timeouts: Box<[(String, Duration)]>,
+}
+
+impl Shared {
+    fn configured_timeout(&self, method: &MethodDescriptor) -> Option<Duration> {
+        self.method_timeouts
+            .iter()
+            .find(|(name, _)| name == method.name)
+            .map(|(_, timeout)| *timeout)
+    }
 }
 
 impl FromClient for Client {
@@ -278,6 +292,7 @@ impl Client {
         let timeout = self
             .timeout
             .or(method.timeout_ms.map(Duration::from_millis))
+            .or_else(|| self.shared.configured_timeout(method))
             .unwrap_or(self.shared.timeout);
         let mut body = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
         F::encode(self.shared.codec, args, &mut body)?;
@@ -323,6 +338,8 @@ pub struct ClientBuilder<S = Client> {
     descriptor: Option<&'static ServiceDescriptor>,
     stats: Option<Stats>,
     token: Option<String>,
+    /// `[services."NAME".methods.METHOD]` of the configuration, by method name.
+    methods: BTreeMap<String, MethodConfig>,
     stub: PhantomData<fn() -> S>,
 }
 
@@ -357,6 +374,7 @@ impl<S: FromClient> ClientBuilder<S> {
             descriptor: None,
             stats: Some(Stats::global().clone()),
             token: None,
+            methods: BTreeMap::new(),
             stub: PhantomData,
         }
     }
@@ -637,6 +655,17 @@ impl<S: FromClient> ClientBuilder<S> {
             })?;
             self = self.cluster(mode);
         }
+        if let Some(actives) = service.actives.or(consumer.actives) {
+            self = self.actives(actives);
+        }
+        for (method, settings) in &service.methods {
+            if let Some(actives) = settings.actives {
+                let scope = Scope::MethodDefault(self.service.to_string(), method.clone());
+                self.rules
+                    .push((scope, Rule::default().with_actives(actives)));
+            }
+        }
+        self.methods = service.methods;
         Ok(self)
     }
 
@@ -747,7 +776,16 @@ impl<S: FromClient> ClientBuilder<S> {
         if let Some(descriptor) = S::descriptor() {
             traffic.watch(descriptor.methods);
         }
+        if let Some(descriptor) = S::descriptor().or(self.descriptor) {
+            crate::config::check_methods(service, &self.methods, descriptor)?;
+        }
+        let method_timeouts = self
+            .methods
+            .iter()
+            .filter_map(|(name, m)| Some((name.clone(), Duration::from_millis(m.timeout?))))
+            .collect();
         let mut cluster = Cluster::new(self.service.clone(), directory, load_balance)
+            .configured_methods(self.methods)
             .traffic(traffic)
             .mode(self.cluster)
             .retries(self.retries)
@@ -798,6 +836,7 @@ impl<S: FromClient> ClientBuilder<S> {
                 stack,
                 cluster,
                 descriptor,
+                method_timeouts,
                 stats: self
                     .stats
                     .map(|stats| stats.table(Side::Consumer, descriptor.as_slice())),

@@ -16,15 +16,20 @@ use crate::{Error, Result};
 const MAX_APPLICATIONS: usize = 1024;
 
 /// What a rule applies to. The narrowest scope wins, per setting: a method's rule, then
-/// the method's `#[rpc(...)]` attributes, then its service's rule, then the rule for all.
+/// the method's `#[rpc(...)]` attributes, then its configured default
+/// ([`Scope::MethodDefault`]), then its service's rule, then the rule for all.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Every method of every service.
     All,
     /// Every method of one service (by name).
     Service(String),
-    /// One method: service name, method name.
+    /// One method: service name, method name. Stronger than the method's `#[rpc(...)]`
+    /// attributes, so an operator can change a limit at run time.
     Method(String, String),
+    /// One method, weaker than its `#[rpc(...)]` attributes: what a configuration file's
+    /// `[services."NAME".methods.METHOD]` section sets (attribute > file).
+    MethodDefault(String, String),
 }
 
 /// The limits of one scope. Unset settings fall through to the broader scope.
@@ -258,7 +263,11 @@ impl Limits {
         Some(self.resolve_always(service, method))
     }
 
-    fn resolve_always(&self, service: &str, method: &'static MethodDescriptor) -> Arc<Resolved> {
+    pub(crate) fn resolve_always(
+        &self,
+        service: &str,
+        method: &'static MethodDescriptor,
+    ) -> Arc<Resolved> {
         let key = method as *const MethodDescriptor as usize;
         if let Some(found) = self
             .inner
@@ -282,6 +291,10 @@ impl Limits {
     fn compute(&self, service: &str, method: &'static MethodDescriptor, key: usize) -> Resolved {
         let rules = self.inner.rules.read().unwrap_or_else(|p| p.into_inner());
         let method_rule = rules.get(&Scope::Method(service.to_owned(), method.name.to_owned()));
+        let default_rule = rules.get(&Scope::MethodDefault(
+            service.to_owned(),
+            method.name.to_owned(),
+        ));
         let broader = [
             rules.get(&Scope::Service(service.to_owned())),
             rules.get(&Scope::All),
@@ -306,11 +319,13 @@ impl Limits {
         let rate = method_rule
             .and_then(|rule| rule.rate.clone())
             .or(attribute_rate)
+            .or_else(|| default_rule.and_then(|rule| rule.rate.clone()))
             .or(broad_rate);
         let pick = |field: fn(&Rule) -> Option<u32>, attribute: Option<u32>| {
             method_rule
                 .and_then(field)
                 .or(attribute)
+                .or_else(|| default_rule.and_then(field))
                 .or_else(|| broader.iter().flatten().find_map(|rule| field(rule)))
         };
         let executes = pick(|r| r.executes, method.executes.filter(|_| provider));

@@ -194,3 +194,48 @@ fn limits_of_zero_and_unknown_names_are_configuration_errors() {
     };
     assert!(message.contains("token_bucket"), "{message}");
 }
+
+#[test]
+fn a_method_default_is_weaker_than_the_attribute_and_stronger_than_the_service() {
+    use crate::descriptor::MethodDescriptor;
+    static ATTRIBUTED: MethodDescriptor = {
+        let mut method = MethodDescriptor::new("attributed");
+        method.executes = Some(3);
+        method
+    };
+    static PLAIN: MethodDescriptor = MethodDescriptor::new("plain");
+    let executes_of = |limits: &Limits, method: &'static MethodDescriptor| {
+        limits
+            .resolve_always("demo.S", method)
+            .executes
+            .as_ref()
+            .map(|c| c.limit())
+    };
+    let limits = Limits::provider();
+    let rule = |n| Rule::default().with_executes(n);
+    limits
+        .set(Scope::Service("demo.S".into()), rule(7))
+        .unwrap();
+    assert_eq!(executes_of(&limits, &PLAIN), Some(7));
+    for method in ["attributed", "plain"] {
+        let scope = Scope::MethodDefault("demo.S".into(), method.into());
+        limits.set(scope, rule(5)).unwrap();
+    }
+    assert_eq!(
+        executes_of(&limits, &PLAIN),
+        Some(5),
+        "default over service"
+    );
+    assert_eq!(
+        executes_of(&limits, &ATTRIBUTED),
+        Some(3),
+        "attribute over default"
+    );
+    let scope = Scope::Method("demo.S".into(), "attributed".into());
+    limits.set(scope, rule(2)).unwrap();
+    assert_eq!(
+        executes_of(&limits, &ATTRIBUTED),
+        Some(2),
+        "method rule over all"
+    );
+}

@@ -12,7 +12,7 @@ mod dispatch;
 mod registration;
 pub mod security;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -236,6 +236,9 @@ pub struct ServerBuilder {
     stats: Option<Stats>,
     security: security::SecuritySettings,
     access_log: bool,
+    /// The configuration's method sections, by service: checked against the services
+    /// served when the server binds.
+    configured_methods: BTreeMap<String, BTreeMap<String, crate::config::MethodConfig>>,
 }
 
 impl ServerBuilder {
@@ -320,6 +323,23 @@ impl ServerBuilder {
                     ..Rule::default()
                 };
                 builder = builder.limit(Scope::Service(name.clone()), rule);
+            }
+            // A method section is weaker than the method's `#[rpc(...)]` attributes.
+            for (method, settings) in &service.methods {
+                let rule = Rule {
+                    executes: settings.executes,
+                    rate: settings.tps.map(RateLimit::per_second),
+                    ..Rule::default()
+                };
+                if rule != Rule::default() {
+                    let scope = Scope::MethodDefault(name.clone(), method.clone());
+                    builder = builder.limit(scope, rule);
+                }
+            }
+            if !service.methods.is_empty() {
+                builder
+                    .configured_methods
+                    .insert(name.clone(), service.methods.clone());
             }
             if let Some(token) = &service.token {
                 builder = builder.service_token(name, token.token());
@@ -523,6 +543,12 @@ impl ServerBuilder {
         if self.codecs.is_empty() {
             return Err(Error::Config("server has no codecs enabled".into()));
         }
+        for skeleton in &self.skeletons {
+            let descriptor = skeleton.descriptor();
+            if let Some(methods) = self.configured_methods.get(descriptor.name) {
+                crate::config::check_methods(descriptor.name, methods, descriptor)?;
+            }
+        }
         for (scope, rule) in self.rules {
             self.limits.set(scope, rule)?;
         }
@@ -668,6 +694,7 @@ impl Server {
             stats: Some(Stats::global().clone()),
             security: security::SecuritySettings::default(),
             access_log: false,
+            configured_methods: BTreeMap::new(),
         }
     }
 

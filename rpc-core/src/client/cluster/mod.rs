@@ -25,6 +25,7 @@
 
 mod failback;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -36,6 +37,7 @@ use super::loadbalance::{self, LoadBalance, Picker};
 use super::provider::Provider;
 use super::providers::Providers;
 use super::traffic::Traffic;
+use crate::config::MethodConfig;
 use crate::descriptor::{MethodDescriptor, ServiceDescriptor};
 use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
@@ -106,6 +108,7 @@ impl Policy {
     /// `with_balancer` (a named balancer keeps state across calls, so it is made once).
     fn for_method(
         method: &MethodDescriptor,
+        configured: Option<&MethodConfig>,
         defaults: &Policy,
         with_balancer: bool,
     ) -> Result<Policy> {
@@ -113,14 +116,22 @@ impl Policy {
             Error::Config(message) => Error::Config(format!("method {}: {message}", method.name)),
             other => other,
         };
+        // The attribute, then the configuration file's method section, then the
+        // service-wide defaults.
+        let configured = configured.cloned().unwrap_or_default();
+        let cluster = method.cluster.or(configured.cluster.as_deref());
+        let balancer = method.loadbalance.or(configured.loadbalance.as_deref());
         Ok(Policy {
-            mode: match method.cluster {
+            mode: match cluster {
                 Some(name) => name.parse().map_err(context)?,
                 None => defaults.mode,
             },
-            retries: method.retries.unwrap_or(defaults.retries),
+            retries: method
+                .retries
+                .or(configured.retries)
+                .unwrap_or(defaults.retries),
             forks: method.forks.map_or(defaults.forks, |forks| forks as usize),
-            balancer: match method.loadbalance {
+            balancer: match balancer {
                 Some(name) if with_balancer => loadbalance::by_name(name).map_err(context)?,
                 _ => defaults.balancer.clone(),
             },
@@ -143,6 +154,7 @@ pub struct Cluster {
     directory: Arc<dyn Directory>,
     defaults: Policy,
     methods: Arc<[(&'static MethodDescriptor, Policy)]>,
+    configured: Arc<BTreeMap<String, MethodConfig>>,
     failback: Arc<failback::FailbackQueue>,
     traffic: Traffic,
 }
@@ -170,6 +182,7 @@ impl Cluster {
                 balancer,
             },
             methods: Arc::new([]),
+            configured: Arc::default(),
             traffic: Traffic::new(crate::limit::Limits::consumer(), None),
         }
     }
@@ -203,6 +216,14 @@ impl Cluster {
         self
     }
 
+    /// Per-method settings from a configuration file (`[services."NAME".methods.METHOD]`:
+    /// `cluster`, `retries`, `loadbalance`), under each method's own attributes and over
+    /// the cluster's defaults. Set it before [`Cluster::with_methods`].
+    pub fn configured_methods(mut self, methods: BTreeMap<String, MethodConfig>) -> Cluster {
+        self.configured = Arc::new(methods);
+        self
+    }
+
     /// How many providers a forking call goes to at once (at least 1).
     pub fn forks(mut self, forks: usize) -> Cluster {
         self.defaults.forks = forks.max(1);
@@ -215,7 +236,11 @@ impl Cluster {
         self.methods = service
             .methods
             .iter()
-            .map(|method| Ok((method, Policy::for_method(method, &self.defaults, true)?)))
+            .map(|method| {
+                let configured = self.configured.get(method.name);
+                let policy = Policy::for_method(method, configured, &self.defaults, true)?;
+                Ok((method, policy))
+            })
             .collect::<Result<Vec<_>>>()?
             .into();
         Ok(self)
@@ -281,7 +306,8 @@ impl Cluster {
             // A method the client was not built for (an untyped client): its mode and
             // retries are read now; it uses the client's load balancer.
             None => {
-                owned = Policy::for_method(request.method, &self.defaults, false)?;
+                let configured = self.configured.get(request.method.name);
+                owned = Policy::for_method(request.method, configured, &self.defaults, false)?;
                 &owned
             }
         };
@@ -537,5 +563,81 @@ fn may_retry(error: &Error, request: &Request) -> bool {
             ..
         } => idempotent,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::directory::StaticDirectory;
+    use crate::client::loadbalance::Random;
+
+    static METHODS: [MethodDescriptor; 2] = [
+        {
+            let mut method = MethodDescriptor::new("pinned");
+            method.cluster = Some("failfast");
+            method.retries = Some(5);
+            method
+        },
+        MethodDescriptor::new("plain"),
+    ];
+    static SERVICE: ServiceDescriptor = ServiceDescriptor {
+        name: "demo.S",
+        version: "",
+        methods: &METHODS,
+        codecs: &[],
+    };
+
+    #[test]
+    fn configured_methods_sit_between_attributes_and_defaults() {
+        let configured: BTreeMap<String, MethodConfig> =
+            [("pinned", "broadcast"), ("plain", "forking")]
+                .into_iter()
+                .map(|(name, mode)| {
+                    let config = MethodConfig {
+                        cluster: Some(mode.into()),
+                        retries: Some(1),
+                        loadbalance: Some("roundrobin".into()),
+                        ..MethodConfig::default()
+                    };
+                    (name.to_owned(), config)
+                })
+                .collect();
+        let directory = Arc::new(StaticDirectory::new(Vec::new()));
+        let cluster = Cluster::new("demo.S".into(), directory, Arc::new(Random::default()))
+            .mode(ClusterMode::Failover)
+            .retries(2)
+            .configured_methods(configured)
+            .with_methods(&SERVICE)
+            .unwrap();
+        assert_eq!(
+            cluster.mode_of(&METHODS[0]),
+            ClusterMode::Failfast,
+            "attribute"
+        );
+        assert_eq!(
+            cluster.mode_of(&METHODS[1]),
+            ClusterMode::Forking,
+            "section"
+        );
+        let retries = |method| cluster.resolved(method).unwrap().retries;
+        assert_eq!(retries(&METHODS[0]), 5);
+        assert_eq!(retries(&METHODS[1]), 1);
+
+        let unknown = MethodConfig {
+            loadbalance: Some("fastest".into()),
+            ..MethodConfig::default()
+        };
+        let directory = Arc::new(StaticDirectory::new(Vec::new()));
+        let error = Cluster::new("demo.S".into(), directory, Arc::new(Random::default()))
+            .configured_methods([("plain".to_owned(), unknown)].into())
+            .with_methods(&SERVICE)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("plain") && error.contains("fastest"),
+            "{error}"
+        );
     }
 }
