@@ -110,6 +110,22 @@ impl AdminBuilder {
         self
     }
 
+    /// What `config` says about the admin endpoint: `admin.address` (where to listen),
+    /// `admin.token` and `application.name`. Calls made on the builder afterwards
+    /// override it.
+    pub fn config(mut self, config: &rpc_core::Config) -> AdminBuilder {
+        if let Some(address) = &config.admin.address {
+            self = self.bind(address.clone());
+        }
+        if let Some(token) = &config.admin.token {
+            self = self.token(token.clone());
+        }
+        if let Some(name) = &config.application.name {
+            self = self.application(name.clone());
+        }
+        self
+    }
+
     /// The bearer token the `POST` routes require (`Authorization: Bearer TOKEN`).
     pub fn token(mut self, token: impl Into<String>) -> AdminBuilder {
         self.token = Some(token.into()).filter(|t| !t.is_empty());

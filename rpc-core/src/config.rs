@@ -216,8 +216,11 @@ pub struct SslConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AdminConfig {
-    /// `admin.address`: where the admin endpoint listens (`admin::Admin::from_config`).
+    /// `admin.address`: where the admin endpoint listens (`AdminBuilder::config` in the
+    /// `admin` crate). Unset: no admin endpoint unless code starts one.
     pub address: Option<String>,
+    /// `admin.token`: the bearer token of the admin endpoint's `POST` routes.
+    pub token: Option<String>,
 }
 
 /// `[access-log]`: where access log lines go besides the `rpc::access` target.
@@ -227,7 +230,7 @@ pub struct AdminConfig {
 pub struct AccessLogConfig {
     /// A directory for log files (unset: only the subscriber's own output).
     pub dir: Option<PathBuf>,
-    /// `daily`, `hourly` or `never`.
+    /// `daily`, `hourly`, `never`, or `size:BYTES` (K, M, G suffixes: `size:64M`).
     pub rotation: Option<String>,
     /// How many files to keep (0: all).
     pub keep: Option<usize>,
@@ -322,6 +325,7 @@ const KEYS: &[&str] = &[
     "ssl.client-trust-cert-collection-path",
     "ssl.server-name",
     "admin.address",
+    "admin.token",
     "access-log.dir",
     "access-log.rotation",
     "access-log.keep",

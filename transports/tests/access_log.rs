@@ -117,3 +117,45 @@ fn the_file_writer_writes_lines_under_its_prefix() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!("weekly".parse::<Rotation>().is_err());
 }
+
+#[test]
+fn the_size_rotated_writer_starts_a_new_file_past_the_limit_and_keeps_a_bounded_number() {
+    let dir = std::env::temp_dir().join(format!("rpc-access-log-size-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rotation: Rotation = "size:1K".parse().unwrap();
+    assert_eq!(rotation, Rotation::Size(1024));
+    {
+        let (writer, _flush) = file_writer(&dir, "access.log", rotation, 3).unwrap();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // About 100 bytes a line: 100 lines are about ten files' worth.
+            for call in 0..100 {
+                tracing::info!(target: ACCESS_TARGET, call, service = "demo.Greeter", "call");
+            }
+        });
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["access.log", "access.log.1", "access.log.2"]);
+    for name in &names {
+        let size = std::fs::metadata(dir.join(name)).unwrap().len();
+        // A file ends with the line that took it past the limit.
+        assert!(size < 1024 + 200, "{name}: {size} bytes");
+    }
+    let newest = std::fs::read_to_string(dir.join("access.log")).unwrap();
+    assert!(newest.contains("call=99"), "{newest}");
+    let _ = std::fs::remove_dir_all(&dir);
+    for bad in ["size:", "size:0", "size:12X", "size:-1"] {
+        assert!(bad.parse::<Rotation>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        "size:2M".parse::<Rotation>().unwrap(),
+        Rotation::Size(2 << 20)
+    );
+}

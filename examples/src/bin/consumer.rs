@@ -60,7 +60,7 @@ async fn run() -> Result<(), String> {
         .unwrap_or_else(default_registry);
     let mut codec: Option<Codec> = None;
     let mut calls = 3u32;
-    let mut admin_address = None;
+    let mut admin_address = config.admin.address.clone();
     let mut protocols = vec!["tcp".to_owned()];
     for (flag, value) in flags {
         match flag.as_str() {
@@ -150,8 +150,9 @@ async fn run() -> Result<(), String> {
     let admin = match admin_address {
         Some(address) => {
             let admin = admin::Admin::builder()
-                .bind(address)
                 .application("examples-consumer")
+                .config(&config)
+                .bind(address)
                 .client(greeter.client().clone())
                 .client(echo.client().clone())
                 .client(proto.client().clone())

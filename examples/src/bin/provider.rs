@@ -16,10 +16,12 @@
 //! temporary directory; `--registry none` registers nowhere) and unregisters on Ctrl-C or SIGTERM
 //! before draining.
 //!
-//! With `--config FILE` (TOML, Dubbo's key names, `RPC_*` environment overrides) the
-//! listen address comes from `[protocols.tcp]`, the registry from `registry.address`,
-//! TLS from `[ssl]`, the token, IP rules and access log from `[provider]`; flags given
-//! on the command line win over the file.
+//! With `--config FILE` (TOML or YAML, Dubbo's key names, `RPC_*` environment overrides)
+//! the listen addresses come from `[protocols.tcp]` and `[protocols.http2]` (each section
+//! present turns its protocol on), the registry from `registry.address`, TLS from
+//! `[ssl]`, the token, IP rules, limits and access log from `[provider]` and the
+//! service sections, the admin endpoint from `admin.address`; flags given on the command
+//! line win over the file.
 
 use std::io::Write;
 
@@ -61,14 +63,26 @@ async fn run() -> Result<(), String> {
     };
     let mut codecs = Codec::ALL.to_vec();
     let mut name = "provider".to_owned();
-    let mut listen_tri = "127.0.0.1:50051".to_owned();
-    let mut protocols = vec!["tcp".to_owned()];
+    let http2 = config.protocol("http2");
+    let mut listen_tri = match (&http2.host, http2.port) {
+        (None, None) => "127.0.0.1:50051".to_owned(),
+        _ => http2.bind_address(50051),
+    };
+    // The protocols the file configures (TCP first), else TCP; `--protocols` overrides.
+    let mut protocols: Vec<String> = ["tcp", "http2"]
+        .into_iter()
+        .filter(|name| config.protocols.contains_key(*name))
+        .map(|name| if name == "http2" { "tri" } else { name }.to_owned())
+        .collect();
+    if protocols.is_empty() {
+        protocols.push("tcp".to_owned());
+    }
     let mut registry_url = config
         .registry
         .address
         .clone()
         .unwrap_or_else(default_registry);
-    let mut admin_address = None;
+    let mut admin_address = config.admin.address.clone();
     let mut admin_token = None;
     let mut monitor = None;
     for (flag, value) in flags {
@@ -106,12 +120,13 @@ async fn run() -> Result<(), String> {
     // listed is bound by `bind`, the others by `listen`.
     let tcp_transport = TcpTransport::from_config(&config).map_err(|e| e.to_string())?;
     let tls = rpc_core::Transport::tls(&tcp_transport);
+    let grpc_transport = GrpcTransport::from_config(&config).map_err(|e| e.to_string())?;
     for (i, protocol) in protocols.iter().enumerate() {
         builder = match (i, protocol.as_str()) {
             (0, "tcp") => builder.transport(tcp_transport.clone()),
-            (0, _) => builder.transport(GrpcTransport::default()),
+            (0, _) => builder.transport(grpc_transport.clone()),
             (_, "tcp") => builder.listen(tcp_transport.clone(), listen.clone()),
-            (_, _) => builder.listen(GrpcTransport::default(), listen_tri.clone()),
+            (_, _) => builder.listen(grpc_transport.clone(), listen_tri.clone()),
         };
     }
     let first = match protocols.first().map(String::as_str) {
@@ -150,8 +165,9 @@ async fn run() -> Result<(), String> {
     let _admin = match admin_address {
         Some(address) => {
             let mut admin = admin::Admin::builder()
-                .bind(address)
                 .application("examples-provider")
+                .config(&config)
+                .bind(address)
                 .server(server.control());
             if let Some(token) = admin_token {
                 admin = admin.token(token);

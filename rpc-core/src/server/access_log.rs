@@ -6,7 +6,8 @@
 //! `method`, `status` (`ok` or the [`crate::Code`] name), `duration_us`,
 //! `request_bytes` and `response_bytes`; the subscriber adds the time. Route it with the
 //! subscriber's filter (`rpc::access=info`), or to files with
-//! [`file_writer`] (rotation daily, hourly or never, via `tracing-appender`).
+//! [`file_writer`] (rotation daily or hourly via `tracing-appender`, or by size via
+//! `file-rotate`).
 //! Calls refused before the stack (a bad token, an unknown service) are logged under
 //! `rpc::security` or at debug instead.
 
@@ -107,6 +108,9 @@ pub enum Rotation {
     Hourly,
     /// One file, never rotated.
     Never,
+    /// A new file once the current one passes this many bytes: `PREFIX` is the current
+    /// file, `PREFIX.1` the one before, and so on.
+    Size(u64),
 }
 
 impl std::str::FromStr for Rotation {
@@ -117,15 +121,31 @@ impl std::str::FromStr for Rotation {
             "daily" => Ok(Rotation::Daily),
             "hourly" => Ok(Rotation::Hourly),
             "never" => Ok(Rotation::Never),
-            other => Err(Error::Config(format!(
-                "unknown access log rotation {other:?}; expected daily, hourly or never"
-            ))),
+            other => match other.strip_prefix("size:").map(parse_size) {
+                Some(Some(bytes)) if bytes > 0 => Ok(Rotation::Size(bytes)),
+                _ => Err(Error::Config(format!(
+                    "unknown access log rotation {other:?}; expected daily, hourly, never or \
+                     size:BYTES (with an optional K, M or G suffix, e.g. size:64M)"
+                ))),
+            },
         }
     }
 }
 
-/// A non-blocking writer of files in `dir` named `prefix` plus the date, rotated as
-/// `rotation` says, keeping at most `keep` files (0: all). Give it to a
+/// `64M` as bytes (K, M and G are powers of 1024).
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.trim().char_indices().last()? {
+        (at, 'K' | 'k') => (&text[..at], 1 << 10),
+        (at, 'M' | 'm') => (&text[..at], 1 << 20),
+        (at, 'G' | 'g') => (&text[..at], 1 << 30),
+        _ => (text.trim(), 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit)
+}
+
+/// A non-blocking writer of files in `dir` named `prefix` plus the date (or, rotated by
+/// size, `prefix`, `prefix.1`, ...), rotated as `rotation` says, keeping at most `keep`
+/// files (0: all). Give it to a
 /// `tracing_subscriber::fmt` layer filtered to [`ACCESS_TARGET`]; keep the guard alive
 /// for as long as lines should be written (dropping it flushes).
 pub fn file_writer(
@@ -137,10 +157,35 @@ pub fn file_writer(
     tracing_appender::non_blocking::NonBlocking,
     tracing_appender::non_blocking::WorkerGuard,
 )> {
+    let cannot_open = |error: &dyn std::fmt::Display| {
+        Error::Config(format!(
+            "cannot open the access log in {}: {error}",
+            dir.as_ref().display()
+        ))
+    };
     let rotation = match rotation {
         Rotation::Daily => tracing_appender::rolling::Rotation::DAILY,
         Rotation::Hourly => tracing_appender::rolling::Rotation::HOURLY,
         Rotation::Never => tracing_appender::rolling::Rotation::NEVER,
+        Rotation::Size(bytes) => {
+            // `FileRotate::new` panics when it cannot create the directory or is given a
+            // zero limit: both are checked here first.
+            std::fs::create_dir_all(dir.as_ref()).map_err(|e| cannot_open(&e))?;
+            let limit = usize::try_from(bytes.max(1)).unwrap_or(usize::MAX);
+            let files = if keep == 0 {
+                usize::MAX
+            } else {
+                keep.saturating_sub(1).max(1)
+            };
+            let writer = file_rotate::FileRotate::new(
+                dir.as_ref().join(prefix),
+                file_rotate::suffix::AppendCount::new(files),
+                file_rotate::ContentLimit::BytesSurpassed(limit),
+                file_rotate::compression::Compression::None,
+                None,
+            );
+            return Ok(tracing_appender::non_blocking(writer));
+        }
     };
     let mut builder = tracing_appender::rolling::RollingFileAppender::builder()
         .rotation(rotation)
@@ -148,11 +193,8 @@ pub fn file_writer(
     if keep > 0 {
         builder = builder.max_log_files(keep);
     }
-    let appender = builder.build(dir.as_ref()).map_err(|error| {
-        Error::Config(format!(
-            "cannot open the access log in {}: {error}",
-            dir.as_ref().display()
-        ))
-    })?;
+    let appender = builder
+        .build(dir.as_ref())
+        .map_err(|error| cannot_open(&error))?;
     Ok(tracing_appender::non_blocking(appender))
 }
