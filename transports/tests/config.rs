@@ -300,7 +300,10 @@ services:
         .address(server.local_addr().to_string())
         .build()
         .unwrap();
-    let running = || async {
+    async fn running(
+        client: &ProbeClient,
+        probe: &ProbeImpl,
+    ) -> tokio::task::JoinHandle<Result<u64, Error>> {
         let before = common::Stats::get(&probe.stats.started);
         let long = tokio::spawn({
             let client = client.clone();
@@ -312,16 +315,16 @@ services:
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         long
-    };
-    let long = running().await;
+    }
+    let long = running(&client, &probe).await;
     let refused = plain.sleep(1).await;
     assert!(matches!(refused, Err(Error::Rejected(_))), "{refused:?}");
     long.await.unwrap().unwrap();
-    let long = running().await;
+    let long = running(&client, &probe).await;
     assert_eq!(client.sleep(1).await.unwrap(), 1, "waited for the slot");
     long.await.unwrap().unwrap();
     // `echo` has no executes: it runs beside a long call.
-    let long = running().await;
+    let long = running(&client, &probe).await;
     plain.echo("b".into()).await.unwrap();
     long.await.unwrap().unwrap();
     let _ = std::fs::remove_file(path);
