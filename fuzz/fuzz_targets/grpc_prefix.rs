@@ -211,7 +211,11 @@ fn check(data: &[u8], limit: u32) {
         Ok((message, got_trailers)) => {
             assert_eq!(want, Expected::Message(message.clone()), "{body:02x?}");
             assert!(message.len() <= limit as usize);
-            assert_eq!(framed(&message), body, "the message and its prefix are the body");
+            assert_eq!(
+                framed(&message),
+                body,
+                "the message and its prefix are the body"
+            );
             if with_trailers {
                 assert_eq!(got_trailers.as_ref(), Some(&trailers));
             } else {
