@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora: a few valid frames (fuzz/seeds/frame_decoder) and request
-heads (fuzz/seeds/request_head), byte for byte as the TCP transport puts them on the wire.
+heads (fuzz/seeds/request_head), byte for byte as the TCP transport puts them on the wire,
+and gRPC length-prefixed messages cut into DATA frames (fuzz/seeds/grpc_prefix).
 
 Run from anywhere: python3 fuzz/gen_seeds.py
 """
@@ -67,7 +68,43 @@ heads = {
     "utf8": head("服务", "v2", "méthode", [("clé", "值")]),
 }
 
-for name, corpus in (("frame_decoder", frames), ("request_head", heads)):
+
+# grpc_prefix inputs: a control byte (bits 0-2 the number of chunk lengths that follow,
+# 0x08 trailers, 0x10 a reset after the data, 0x20 the body stalls before each frame),
+# the chunk lengths, then the body. See fuzz_targets/grpc_prefix.rs.
+TRAILERS, RESET, STALL = 0x08, 0x10, 0x20
+
+
+def grpc(message, flag=0):
+    return bytes([flag]) + struct.pack(">I", len(message)) + message
+
+
+def chunked(body, lengths=(), control=0):
+    assert len(lengths) <= 7
+    return bytes([control | len(lengths)]) + bytes(lengths) + body
+
+
+grpc_inputs = {
+    "one_frame": chunked(grpc(b"hello")),
+    "empty_message": chunked(grpc(b"")),
+    "split_in_prefix": chunked(grpc(b"hello world"), (3, 4)),
+    "byte_by_byte": chunked(grpc(b"hi there"), (1,) * 7),
+    "empty_data_frames": chunked(grpc(b"abc"), (0, 5, 0)),
+    "trailers": chunked(grpc(b'{"name":"world"}'), (5,), TRAILERS),
+    "stalled": chunked(grpc(b"slow"), (2, 2), STALL | TRAILERS),
+    "at_small_limit": chunked(grpc(b"y" * 16)),
+    "over_small_limit": chunked(grpc(b"x" * 17), (5,)),
+    "two_messages": chunked(grpc(b"first") + grpc(b"second"), (10,)),
+    "compressed": chunked(grpc(b"abc", flag=1)),
+    "bad_flag": chunked(b"\x02\x00\x00\x00\x00"),
+    "too_large": chunked(b"\x00\xff\xff\xff\xff"),
+    "truncated": chunked(grpc(b"hello")[:8], (4,)),
+    "reset": chunked(grpc(b"hello")[:7], (), RESET),
+    "missing": chunked(b"", (), TRAILERS),
+}
+
+for name, corpus in (("frame_decoder", frames), ("request_head", heads),
+                     ("grpc_prefix", grpc_inputs)):
     out_dir = os.path.join(HERE, "seeds", name)
     os.makedirs(out_dir, exist_ok=True)
     for seed, data in corpus.items():
