@@ -218,3 +218,22 @@ impl BareClient {
         response.codec.decode(&response.body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The load generator's largest payload, 8 MiB, and what a request adds to it.
+    const LARGEST_PAYLOAD: u32 = 8 * 1024 * 1024;
+    const HEADROOM: u32 = 64 * 1024;
+
+    #[test]
+    fn both_transports_carry_the_largest_payload_with_its_header() {
+        assert!(tcp_transport().config().max_frame_len >= LARGEST_PAYLOAD + HEADROOM);
+        assert!(h2_transport().config().max_message_len >= LARGEST_PAYLOAD + HEADROOM);
+        // 64 such calls queue without the client refusing any.
+        assert!(
+            tcp_transport().config().max_write_buffer >= 64 * (LARGEST_PAYLOAD + HEADROOM) as usize
+        );
+    }
+}

@@ -419,11 +419,15 @@ struct WindowCpu {
     server: Duration,
 }
 
-/// Samples both processes' CPU when the window opens and when it closes.
-async fn measure_cpu(plan: &Plan, server_pid: &str) -> Option<WindowCpu> {
-    tokio::time::sleep_until(plan.measure_from.into()).await;
+/// Samples both processes' CPU when the window opens and when it closes, on a thread of
+/// its own: a runtime whose workers are busy (large payloads) would fire a timer late and
+/// stretch the window.
+fn measure_cpu(plan: &Plan, server_pid: &str) -> Option<WindowCpu> {
+    let sleep_until =
+        |at: Instant| std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    sleep_until(plan.measure_from);
     let (client, server) = (thread_cpu("self"), thread_cpu(server_pid));
-    tokio::time::sleep_until(plan.end.into()).await;
+    sleep_until(plan.end);
     let (client_end, server_end) = (thread_cpu("self")?, thread_cpu(server_pid)?);
     Some(WindowCpu {
         client: cpu_between(&client?, &client_end),
@@ -480,7 +484,13 @@ async fn drive<C: EchoCall>(
             })
         })
         .collect();
-    let cpu = measure_cpu(&plan, server_pid).await;
+    let cpu = {
+        let (plan, server_pid) = (plan.clone(), server_pid.to_owned());
+        tokio::task::spawn_blocking(move || measure_cpu(&plan, &server_pid))
+            .await
+            .ok()
+            .flatten()
+    };
     let mut total = Recorder::new();
     for task in tasks {
         match task.await {
