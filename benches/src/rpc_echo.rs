@@ -4,7 +4,29 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use transports::{GrpcTransport, TcpTransport};
+use transports::{GrpcConfig, GrpcTransport, TcpConfig, TcpTransport};
+
+/// The largest message the benchmarks' transports accept: the load generator's largest
+/// payload (8 MiB) plus room for the request's header, over both transports' defaults
+/// (8 MiB for TCP frames, 4 MiB for HTTP/2 messages).
+pub const MAX_MESSAGE_LEN: u32 = 16 * 1024 * 1024;
+
+/// The TCP transport every benchmark system of ours uses: defaults, except messages up
+/// to [`MAX_MESSAGE_LEN`] and a write queue that holds 64 calls of that size, so large
+/// payloads are never refused for a full queue (tarpc and tonic have no such limit).
+pub fn tcp_transport() -> TcpTransport {
+    TcpTransport::new(
+        TcpConfig::default()
+            .max_frame_len(MAX_MESSAGE_LEN)
+            .max_write_buffer(64 * MAX_MESSAGE_LEN as usize),
+    )
+}
+
+/// The HTTP/2 transport every benchmark system of ours uses: defaults, except messages
+/// up to [`MAX_MESSAGE_LEN`].
+pub fn h2_transport() -> GrpcTransport {
+    GrpcTransport::new(GrpcConfig::default().max_message_len(MAX_MESSAGE_LEN))
+}
 
 /// The echo service of the benchmarks.
 #[rpc_core::service(name = "bench.Echo")]
@@ -50,7 +72,7 @@ pub async fn serve_with(
     use rpc_core::limit::{RateLimit, Rule, Scope};
     let echo = Scope::Method(ECHO_DESCRIPTOR.name.into(), "echo".into());
     let mut builder = rpc_core::Server::builder()
-        .transport(TcpTransport::default())
+        .transport(tcp_transport())
         .add_service(EchoServer::new(EchoImpl));
     if !stats {
         builder = builder.without_stats();
@@ -87,7 +109,7 @@ pub async fn serve_with_token(
     addr: &str,
 ) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
     let server = rpc_core::Server::builder()
-        .transport(TcpTransport::default())
+        .transport(tcp_transport())
         .token(rpc_core::server::Token::Fixed(BENCH_TOKEN.into()))
         .add_service(EchoServer::new(EchoImpl))
         .bind(addr)
@@ -99,7 +121,7 @@ pub async fn serve_with_token(
 /// [`client`] sending [`BENCH_TOKEN`] with every call.
 pub fn client_with_token(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
     EchoClient::builder()
-        .transport(TcpTransport::default())
+        .transport(tcp_transport())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
         .timeout(Duration::from_secs(5))
@@ -113,7 +135,7 @@ pub async fn serve_h2(
     addr: &str,
 ) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
     let server = rpc_core::Server::builder()
-        .transport(GrpcTransport::default())
+        .transport(h2_transport())
         .add_service(EchoServer::new(EchoImpl))
         .bind(addr)
         .await?;
@@ -125,7 +147,7 @@ pub async fn serve_h2(
 /// clones, every call a stream, bincode, 5 s timeout.
 pub fn h2_client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
     EchoClient::builder()
-        .transport(GrpcTransport::default())
+        .transport(h2_transport())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
         .timeout(Duration::from_secs(5))
@@ -141,7 +163,7 @@ pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
 /// [`client`], counting calls in the statistics (the default) or not.
 pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoClient> {
     let builder = EchoClient::builder()
-        .transport(TcpTransport::default())
+        .transport(tcp_transport())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
         .timeout(Duration::from_secs(5));
@@ -154,7 +176,7 @@ pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoCli
 /// [`client`] with a circuit breaker (default settings; it stays closed).
 pub fn client_with_breaker(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
     EchoClient::builder()
-        .transport(TcpTransport::default())
+        .transport(tcp_transport())
         .address(addr.to_string())
         .codec(rpc_core::Codec::Bincode)
         .timeout(Duration::from_secs(5))
@@ -174,7 +196,7 @@ impl BareClient {
     /// A channel to `addr` through a fresh TCP transport.
     pub fn connect(addr: SocketAddr) -> rpc_core::Result<BareClient> {
         use rpc_core::Transport;
-        let channel = TcpTransport::default().connect(&addr.to_string())?;
+        let channel = tcp_transport().connect(&addr.to_string())?;
         Ok(BareClient { channel })
     }
 
@@ -194,5 +216,24 @@ impl BareClient {
         );
         let response = self.channel.clone().oneshot(request).await?;
         response.codec.decode(&response.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The load generator's largest payload, 8 MiB, and what a request adds to it.
+    const LARGEST_PAYLOAD: u32 = 8 * 1024 * 1024;
+    const HEADROOM: u32 = 64 * 1024;
+
+    #[test]
+    fn both_transports_carry_the_largest_payload_with_its_header() {
+        assert!(tcp_transport().config().max_frame_len >= LARGEST_PAYLOAD + HEADROOM);
+        assert!(h2_transport().config().max_message_len >= LARGEST_PAYLOAD + HEADROOM);
+        // 64 such calls queue without the client refusing any.
+        assert!(
+            tcp_transport().config().max_write_buffer >= 64 * (LARGEST_PAYLOAD + HEADROOM) as usize
+        );
     }
 }

@@ -70,6 +70,7 @@ impl Recorder {
             p99_us: us(0.99),
             p999_us: us(0.999),
             errors: self.errors,
+            cpu_per_call: None,
         }
     }
 }
@@ -89,6 +90,25 @@ pub struct Summary {
     pub p999_us: f64,
     /// Failed calls.
     pub errors: u64,
+    /// CPU time per call over the measured window, of the client and of the server
+    /// process, when measured.
+    pub cpu_per_call: Option<CpuPerCall>,
+}
+
+/// CPU time (user + system, every thread) a process spent per call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuPerCall {
+    /// The load generator's process, microseconds per call.
+    pub client_us: f64,
+    /// The server's process, microseconds per call.
+    pub server_us: f64,
+}
+
+impl CpuPerCall {
+    /// Client and server together, microseconds per call.
+    pub fn total_us(&self) -> f64 {
+        self.client_us + self.server_us
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -97,7 +117,15 @@ impl std::fmt::Display for Summary {
             f,
             "system={} qps={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} errors={}",
             self.system, self.qps, self.p50_us, self.p99_us, self.p999_us, self.errors
-        )
+        )?;
+        if let Some(cpu) = &self.cpu_per_call {
+            write!(
+                f,
+                " client_cpu_us_per_call={:.2} server_cpu_us_per_call={:.2}",
+                cpu.client_us, cpu.server_us
+            )?;
+        }
+        Ok(())
     }
 }
 

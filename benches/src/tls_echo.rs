@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use transports::tls::{ClientTls, ServerTls};
-use transports::{GrpcTransport, TcpTransport};
 
-use crate::rpc_echo::{EchoClient, EchoImpl, EchoServer};
+use crate::rpc_echo::{EchoClient, EchoImpl, EchoServer, h2_transport, tcp_transport};
 
 /// The variable naming the folder with `ca.crt`, `server.crt` and `server.key`.
 pub const DIR_VARIABLE: &str = "RPC_BENCH_TLS_DIR";
@@ -66,10 +65,10 @@ pub async fn serve(
 ) -> rpc_core::Result<(SocketAddr, impl Future<Output = ()> + Send)> {
     let builder = rpc_core::Server::builder().add_service(EchoServer::new(EchoImpl));
     let builder = match wire {
-        Wire::Tcp => builder.transport(TcpTransport::default().with_server_tls(
+        Wire::Tcp => builder.transport(tcp_transport().with_server_tls(
             ServerTls::from_pem_files(dir.join("server.crt"), dir.join("server.key"))?,
         )?),
-        Wire::Http2 => builder.transport(GrpcTransport::default().with_server_tls(
+        Wire::Http2 => builder.transport(h2_transport().with_server_tls(
             ServerTls::from_pem_files(dir.join("server.crt"), dir.join("server.key"))?,
         )?),
     };
@@ -84,8 +83,8 @@ pub fn client(addr: SocketAddr, wire: Wire, dir: &Path) -> rpc_core::Result<Echo
     let tls = ClientTls::new().ca_file(dir.join("ca.crt"))?;
     let builder = EchoClient::builder();
     let builder = match wire {
-        Wire::Tcp => builder.transport(TcpTransport::default().with_client_tls(tls)?),
-        Wire::Http2 => builder.transport(GrpcTransport::default().with_client_tls(tls)?),
+        Wire::Tcp => builder.transport(tcp_transport().with_client_tls(tls)?),
+        Wire::Http2 => builder.transport(h2_transport().with_client_tls(tls)?),
     };
     builder
         .address(addr.to_string())

@@ -32,6 +32,10 @@ pub struct EchoMessage {
 
 const PATH: &str = "/bench.Echo/Echo";
 
+/// The largest message either side decodes, above tonic's 4 MiB default so the load
+/// generator's largest payload (8 MiB) fits, as for the other systems.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+
 /// A client of `bench.Echo`; clones share the underlying [`Channel`] (one HTTP/2 connection).
 #[derive(Clone, Debug)]
 pub struct EchoClient {
@@ -46,7 +50,7 @@ impl EchoClient {
             .connect()
             .await?;
         Ok(EchoClient {
-            inner: tonic::client::Grpc::new(channel),
+            inner: tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_LEN),
         })
     }
 
@@ -103,7 +107,8 @@ impl tonic::codegen::Service<http::Request<Body>> for EchoServer {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         if request.uri().path() == PATH {
             Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(ProstCodec::default());
+                let mut grpc = tonic::server::Grpc::new(ProstCodec::default())
+                    .max_decoding_message_size(MAX_MESSAGE_LEN);
                 Ok(grpc.unary(EchoMethod, request).await)
             })
         } else {

@@ -1,10 +1,11 @@
 //! Load generator: echo throughput and latency of our framework against tarpc and tonic;
 //! `rpc` is our TCP transport, `rpc-h2` our HTTP/2 (gRPC) transport, the one to hold
-//! against tonic.
+//! against tonic, and `raw` the ceiling: the same pipelined echo on bare tokio
+//! ([`benches::raw_echo`]).
 //!
 //! ```text
 //! loadgen [--secs 10] [--warmup 1] [--concurrency 64] [--size 64] [--threads 2]
-//!         [--rounds 1] [--systems rpc,rpc-h2,tarpc,tonic]
+//!         [--rounds 1] [--systems raw,rpc,rpc-h2,tarpc,tonic]
 //! ```
 //!
 //! For each system the server runs in a child process (this binary re-executed as
@@ -12,25 +13,38 @@
 //! address on stdout and exits when its stdin closes). This process opens ONE connection
 //! to it and runs `concurrency` tasks on it, each calling `echo(payload)` in a loop. Calls
 //! started during the warm-up are not counted; the latency of every later call goes into
-//! an HDR histogram. With `--rounds N` the systems run N times, alternating, and the round
-//! with the median throughput is reported (per-round lines go to stderr). One line per
-//! system on stdout, then ratio lines of `rpc` against the others:
+//! an HDR histogram, and the CPU time both processes spend in that window (every thread's
+//! `/proc/PID/task/TID/schedstat`) is divided by the calls made in it. With `--rounds N`
+//! the systems run N times, alternating, and the round with the median throughput is
+//! reported (per-round lines go to stderr), after the median over rounds of the per-round
+//! ratios of every pair of systems (`raw` always the divisor). One line per system on
+//! stdout, then ratio lines of `rpc` against the others:
 //!
 //! ```text
-//! system=rpc qps=N p50_us=N p99_us=N p999_us=N errors=N
+//! per-round rpc/tarpc qps median=2.31x cpu_per_call median=0.52x rounds=[..] cpu_rounds=[..]
+//! system=rpc qps=N p50_us=N p99_us=N p999_us=N errors=N client_cpu_us_per_call=N server_cpu_us_per_call=N
 //! ratio rpc/tarpc qps=2.31x p50=0.40x p99=0.42x
 //! ratio rpc-h2/tonic qps=1.30x p50=0.80x p99=0.75x
 //! ```
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use benches::stats::{Recorder, Summary};
-use benches::{rpc_echo, tarpc_echo, tls_echo, tonic_echo};
+use benches::stats::{CpuPerCall, Recorder, Summary};
+use benches::{raw_echo, rpc_echo, tarpc_echo, tls_echo, tonic_echo};
 
-const SYSTEMS: [&str; 4] = ["rpc", "rpc-h2", "tarpc", "tonic"];
+/// The systems run by default. `raw` is the ceiling: length-prefixed frames with a
+/// request id echoed on bare tokio, the client matching answers to callers by id.
+const SYSTEMS: [&str; 5] = ["raw", "rpc", "rpc-h2", "tarpc", "tonic"];
+
+/// The ceiling, the divisor of every per-round ratio it is part of.
+const RAW: &str = "raw";
+
+/// The largest `--size`: 8 MiB. Every system's limits are raised to carry it.
+const MAX_SIZE: usize = 8 * 1024 * 1024;
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
@@ -52,8 +66,8 @@ const EXTRA_SYSTEMS: [&str; 8] = [
     "rpc-h2-tls",
 ];
 
-const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N] \
-                     [--threads N] [--rounds N] [--systems rpc,rpc-h2,tarpc,tonic]\n       \
+const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N (<= 8388608)] \
+                     [--threads N] [--rounds N] [--systems raw,rpc,rpc-h2,tarpc,tonic]\n       \
                      loadgen serve --system NAME [--addr HOST:PORT] [--threads N]";
 
 #[derive(Debug, Clone)]
@@ -129,6 +143,12 @@ impl Options {
             return Err(
                 "--concurrency, --threads, --rounds and --secs must be positive".to_owned(),
             );
+        }
+        if options.size > MAX_SIZE {
+            return Err(format!(
+                "--size {} exceeds the largest payload, {MAX_SIZE} (8 MiB)",
+                options.size
+            ));
         }
         Ok(options)
     }
@@ -223,6 +243,13 @@ fn run_server(options: &Options) -> Result<(), String> {
                 announce(addr)?;
                 serve.await;
             }
+            "raw" => {
+                let (addr, serve) = raw_echo::serve(&options.addr)
+                    .await
+                    .map_err(|e| format!("raw bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
             "tarpc" => {
                 let (addr, serve) = tarpc_echo::serve(&options.addr)
                     .await
@@ -293,6 +320,12 @@ impl EchoCall for rpc_echo::BareClient {
     }
 }
 
+impl EchoCall for raw_echo::Client {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(payload).await.map_err(|e| e.to_string())
+    }
+}
+
 impl EchoCall for tarpc_echo::EchoClient {
     async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         self.echo(tarpc::context::current(), payload)
@@ -351,24 +384,55 @@ impl Drop for ServerProcess {
     }
 }
 
-/// CPU time (user + system) a process used so far, from `/proc/PID/stat`; zero where that
-/// is not available.
-fn cpu_time(pid: &str) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start at state (field 3);
-    // utime and stime are fields 14 and 15.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-        .unwrap_or(0);
-    // USER_HZ is 100 on every Linux configuration we run on.
-    Duration::from_millis(ticks * 10)
+/// CPU time each thread of process `pid` (or `self`) has used so far, in nanoseconds by
+/// thread id, from `/proc/PID/task/TID/schedstat` (its first field is the time on CPU, in
+/// ns, unlike the 10 ms ticks of `/proc/PID/stat`); `None` where that is not available.
+fn thread_cpu(pid: &str) -> Option<HashMap<String, u64>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let times: HashMap<String, u64> = tasks
+        .flatten()
+        .filter_map(|task| {
+            // A thread may end between listing and reading: skip it.
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns = stat.split_whitespace().next()?.parse().ok()?;
+            Some((task.file_name().to_string_lossy().into_owned(), ns))
+        })
+        .collect();
+    (!times.is_empty()).then_some(times)
+}
+
+/// CPU a process used between two [`thread_cpu`] samples: what each thread alive at the
+/// end added, all of it for threads started in between. A thread that ended in between
+/// is missed; the runtimes' worker threads, which do the work, live through the run.
+fn cpu_between(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Duration {
+    let ns = after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Duration::from_nanos(ns)
+}
+
+/// CPU time the two processes used during the measured window.
+#[derive(Debug, Clone, Copy)]
+struct WindowCpu {
+    client: Duration,
+    server: Duration,
+}
+
+/// Samples both processes' CPU when the window opens and when it closes, on a thread of
+/// its own: a runtime whose workers are busy (large payloads) would fire a timer late and
+/// stretch the window.
+fn measure_cpu(plan: &Plan, server_pid: &str) -> Option<WindowCpu> {
+    let sleep_until =
+        |at: Instant| std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    sleep_until(plan.measure_from);
+    let (client, server) = (thread_cpu("self"), thread_cpu(server_pid));
+    sleep_until(plan.end);
+    let (client_end, server_end) = (thread_cpu("self")?, thread_cpu(server_pid)?);
+    Some(WindowCpu {
+        client: cpu_between(&client?, &client_end),
+        server: cpu_between(&server?, &server_end),
+    })
 }
 
 struct Plan {
@@ -376,7 +440,11 @@ struct Plan {
     end: Instant,
 }
 
-async fn drive<C: EchoCall>(client: C, options: &Options) -> Recorder {
+async fn drive<C: EchoCall>(
+    client: C,
+    options: &Options,
+    server_pid: &str,
+) -> (Recorder, Option<WindowCpu>) {
     let payload: Vec<u8> = (0..options.size).map(|i| i as u8).collect();
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(options.warmup);
@@ -416,6 +484,13 @@ async fn drive<C: EchoCall>(client: C, options: &Options) -> Recorder {
             })
         })
         .collect();
+    let cpu = {
+        let (plan, server_pid) = (plan.clone(), server_pid.to_owned());
+        tokio::task::spawn_blocking(move || measure_cpu(&plan, &server_pid))
+            .await
+            .ok()
+            .flatten()
+    };
     let mut total = Recorder::new();
     for task in tasks {
         match task.await {
@@ -423,68 +498,82 @@ async fn drive<C: EchoCall>(client: C, options: &Options) -> Recorder {
             Err(error) => total.failure(format!("load task panicked: {error}")),
         }
     }
-    total
+    (total, cpu)
 }
+
+/// What one run of a system measured.
+type Measured = (Recorder, Option<WindowCpu>);
 
 async fn bench_system(
     system: &str,
     addr: SocketAddr,
     options: &Options,
-) -> Result<Recorder, String> {
-    async fn check<C: EchoCall>(mut client: C, options: &Options) -> Result<Recorder, String> {
+    server_pid: &str,
+) -> Result<Measured, String> {
+    async fn check<C: EchoCall>(
+        mut client: C,
+        options: &Options,
+        server_pid: &str,
+    ) -> Result<Measured, String> {
         // One call first: connects, and fails fast if the server is not answering.
         client
             .call(vec![0; options.size])
             .await
             .map_err(|e| format!("first call failed: {e}"))?;
-        Ok(drive(client, options).await)
+        Ok(drive(client, options, server_pid).await)
     }
     match system {
         "rpc" | "rpc-limited" | "rpc-redis" => {
             let client = rpc_echo::client(addr).map_err(|e| format!("rpc client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-breaker" => {
             let client =
                 rpc_echo::client_with_breaker(addr).map_err(|e| format!("rpc client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-token" => {
             let client =
                 rpc_echo::client_with_token(addr).map_err(|e| format!("rpc client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-nostats" => {
             let client =
                 rpc_echo::client_counted(addr, false).map_err(|e| format!("rpc client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-h2" => {
             let client = rpc_echo::h2_client(addr).map_err(|e| format!("rpc-h2 client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-tls" | "rpc-h2-tls" => {
             let dir = tls_dir()?;
             let client = tls_echo::client(addr, tls_wire(system), &dir)
                 .map_err(|e| format!("{system} client: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "rpc-bare" => {
             let client =
                 rpc_echo::BareClient::connect(addr).map_err(|e| format!("rpc channel: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
+        }
+        "raw" => {
+            let client = raw_echo::Client::connect(addr)
+                .await
+                .map_err(|e| format!("raw connect: {e}"))?;
+            check(client, options, server_pid).await
         }
         "tarpc" => {
             let client = tarpc_echo::connect(addr)
                 .await
                 .map_err(|e| format!("tarpc connect: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         "tonic" => {
             let client = tonic_echo::EchoClient::connect(addr)
                 .await
                 .map_err(|e| format!("tonic connect: {e}"))?;
-            check(client, options).await
+            check(client, options, server_pid).await
         }
         other => Err(format!("unknown system {other:?}")),
     }
@@ -498,27 +587,56 @@ fn run_one(
 ) -> Result<Summary, String> {
     let (server, addr) = ServerProcess::spawn(system, options.threads)?;
     let server_pid = server.pid().to_string();
-    let (client_cpu, server_cpu) = (cpu_time("self"), cpu_time(&server_pid));
-    let outcome = rt.block_on(bench_system(system, addr, options));
-    let client_cpu = cpu_time("self").saturating_sub(client_cpu);
-    let server_cpu = cpu_time(&server_pid).saturating_sub(server_cpu);
+    let outcome = rt.block_on(bench_system(system, addr, options, &server_pid));
     drop(server);
-    let recorder = outcome?;
-    let summary = recorder.summary(system, window);
-    // Calls made over the whole run (warm-up included), extrapolated from the window.
-    let run = window.as_secs_f64() + options.warmup;
-    let calls = (recorder.ok + recorder.errors).max(1) as f64 * run / window.as_secs_f64();
-    eprintln!(
-        "#   {system}: cpu client={:.2} cores server={:.2} cores (~{:.1} us/call client, {:.1} us/call server)",
-        client_cpu.as_secs_f64() / run,
-        server_cpu.as_secs_f64() / run,
-        client_cpu.as_secs_f64() * 1e6 / calls,
-        server_cpu.as_secs_f64() * 1e6 / calls,
-    );
+    let (recorder, cpu) = outcome?;
+    let mut summary = recorder.summary(system, window);
+    let calls = recorder.ok + recorder.errors;
+    match cpu {
+        Some(cpu) if calls > 0 => {
+            let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls as f64;
+            summary.cpu_per_call = Some(CpuPerCall {
+                client_us: per_call(cpu.client),
+                server_us: per_call(cpu.server),
+            });
+            eprintln!(
+                "#   {system}: cpu client={:.2} cores server={:.2} cores",
+                cpu.client.as_secs_f64() / window.as_secs_f64(),
+                cpu.server.as_secs_f64() / window.as_secs_f64(),
+            );
+        }
+        Some(_) => {}
+        None => eprintln!("#   {system}: no CPU figures (/proc/PID/task/TID/schedstat unreadable)"),
+    }
     if let Some(error) = &recorder.first_error {
         eprintln!("#   {system}: first error: {error}");
     }
     Ok(summary)
+}
+
+/// `a/b` per round where both ran, sorted; `raw` is always `b`, so its ratios read as
+/// a fraction of the ceiling.
+fn per_round_ratios(
+    a: &[Option<Summary>],
+    b: &[Option<Summary>],
+    value: impl Fn(&Summary) -> Option<f64>,
+) -> Vec<f64> {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter_map(|(a, b)| Some((value(a.as_ref()?)?, value(b.as_ref()?)?)))
+        .filter(|(_, b)| *b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios
+}
+
+/// The median of sorted `ratios` (the upper one of an even count) and the list.
+fn describe(ratios: &[f64]) -> Option<(f64, String)> {
+    let median = *ratios.get(ratios.len() / 2)?;
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    Some((median, listed.join(",")))
 }
 
 fn run_benchmarks(options: &Options) -> Result<(), String> {
@@ -539,9 +657,9 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
         tls_echo::make_certificates(&dir)?;
         let _ = TLS_DIR.set(dir);
     }
-    // Every system runs once per round, in turn, so that
-    // background load drifting over time hits every system alike.
-    let mut per_system: Vec<(String, Vec<Summary>)> = options
+    // Every system runs once per round, in turn, so that background load drifting over
+    // time hits every system alike. A failed run leaves its slot empty.
+    let mut per_system: Vec<(String, Vec<Option<Summary>>)> = options
         .systems
         .iter()
         .map(|s| (s.clone(), Vec::new()))
@@ -553,39 +671,49 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
                     if options.rounds > 1 {
                         eprintln!("# round {round}: {summary}");
                     }
-                    runs.push(summary);
+                    runs.push(Some(summary));
                 }
-                Err(error) => println!("system={system} failed: {error}"),
+                Err(error) => {
+                    println!("system={system} failed: {error}");
+                    runs.push(None);
+                }
             }
         }
     }
-    // Noise moves whole rounds, so the fair comparison is per round: the first system
-    // listed against each other one, in the same round, then the median of those ratios.
-    if options.rounds > 1
-        && let Some(((first, base), others)) = per_system.split_first()
-    {
-        for (other, runs) in others {
-            let mut ratios: Vec<f64> = base
-                .iter()
-                .zip(runs)
-                .filter(|(_, b)| b.qps > 0.0)
-                .map(|(a, b)| a.qps / b.qps)
-                .collect();
-            if ratios.is_empty() {
-                continue;
+    // Noise moves whole rounds, so the fair comparison is per round: every pair of
+    // systems, in the order listed (the ceiling always the divisor), in the same round,
+    // then the median of those ratios.
+    if options.rounds > 1 {
+        for (i, (first, first_runs)) in per_system.iter().enumerate() {
+            for (second, second_runs) in &per_system[i + 1..] {
+                let ((a, a_runs), (b, b_runs)) = match first == RAW {
+                    true => ((second, second_runs), (first, first_runs)),
+                    false => ((first, first_runs), (second, second_runs)),
+                };
+                let qps = per_round_ratios(a_runs, b_runs, |s| Some(s.qps));
+                let Some((qps_median, qps_listed)) = describe(&qps) else {
+                    continue;
+                };
+                let cpu =
+                    per_round_ratios(a_runs, b_runs, |s| s.cpu_per_call.map(|cpu| cpu.total_us()));
+                let cpu = match describe(&cpu) {
+                    Some((median, listed)) => (
+                        format!(" cpu_per_call median={median:.2}x"),
+                        format!(" cpu_rounds=[{listed}]"),
+                    ),
+                    None => Default::default(),
+                };
+                println!(
+                    "per-round {a}/{b} qps median={qps_median:.2}x{} rounds=[{qps_listed}]{}",
+                    cpu.0, cpu.1
+                );
             }
-            ratios.sort_by(f64::total_cmp);
-            let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            println!(
-                "per-round {first}/{other} qps median={:.2}x rounds=[{}]",
-                ratios[ratios.len() / 2],
-                listed.join(",")
-            );
         }
     }
     // One line per system: the round with the median throughput.
     let mut summaries = Vec::new();
-    for (_, mut runs) in per_system {
+    for (_, runs) in per_system {
+        let mut runs: Vec<Summary> = runs.into_iter().flatten().collect();
         if runs.is_empty() {
             continue;
         }
