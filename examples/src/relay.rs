@@ -301,11 +301,8 @@ mod tests {
         assert_eq!(round_trip(&mut socket, b"one").await.unwrap(), b"one");
 
         relay.set_mode(Mode::Stall);
-        let stalled = tokio::time::timeout(
-            Duration::from_millis(300),
-            round_trip(&mut socket, b"two"),
-        )
-        .await;
+        let stalled =
+            tokio::time::timeout(Duration::from_millis(300), round_trip(&mut socket, b"two")).await;
         assert!(stalled.is_err(), "a stalled relay forwarded bytes");
 
         // What was held comes through once the relay passes again.
