@@ -39,8 +39,8 @@ fi
 # frozen provider leaves the lists within seconds.
 SESSION_MS=4000
 case "$PROFILE" in
-release) cargo build --release --locked -q -p examples --bin provider --bin loadcheck ;;
-debug) cargo build --locked -q -p examples --bin provider --bin loadcheck ;;
+release) cargo build --release --locked -q -p examples --bin provider --bin loadcheck --bin relay ;;
+debug) cargo build --locked -q -p examples --bin provider --bin loadcheck --bin relay ;;
 esac
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 WORK="$(mktemp -d /tmp/rpc-chaos.XXXXXX)"
@@ -365,6 +365,53 @@ scenario_soak() {
     stop_all_providers
 }
 
+# 9. A stalled network path: the consumer reaches one provider through `relay`, which stops
+#    forwarding in both directions and keeps the sockets open. The consumer's idle timeout
+#    (short here: heartbeat 200 ms, idle timeout 1 s) gives the silent connection up, calls
+#    move to the other providers (calls already sent to it may time out: nothing else may
+#    fail), and once the relay passes again the provider is reached again.
+scenario_netfault() {
+    local name="netfault" url log="$WORK/netfault-relay.log"
+    url="$(registry_url zookeeper)"
+    start_provider p1 "$url" && start_provider p2 "$url" && start_provider p3 "$url"
+    : >"$log"
+    "$BIN/relay" --listen 127.0.0.1:0 --target "${PROVIDER_ADDR[p3]}" >>"$log" 2>&1 &
+    local relay_pid=$!
+    SERVER_PIDS+=("$relay_pid")
+    local i relay_addr=""
+    for i in $(seq 1 100); do
+        relay_addr="$(sed -n 's/^listening on \([^ ]*\).*/\1/p' "$log")"
+        [ -n "$relay_addr" ] && break
+        sleep 0.1
+    done
+    start_load "$name" "$url" "$LOAD_SECONDS" --method add --balancer leastactive \
+        --timeout-ms 1000 --heartbeat-ms 200 --idle-timeout-ms 1000 \
+        --addresses "${PROVIDER_ADDR[p1]},${PROVIDER_ADDR[p2]},$relay_addr"
+    sleep 1
+    local stalled
+    stalled="$(now_ms)"
+    kill -USR1 "$relay_pid"
+    sleep "$((LOAD_SECONDS / 2))"
+    local passed
+    passed="$(now_ms)"
+    kill -USR2 "$relay_pid"
+    wait_load "$name"
+    kill -TERM "$relay_pid" 2>/dev/null || true
+    wait "$relay_pid" 2>/dev/null || true
+    # When the consumer closed the stalled connection (the relay saw its client go).
+    local detected
+    detected="$(awk -v at="$stalled" '/^closed / && / by=client mode=stall / {
+        split($NF, t, "="); if (t[2] >= at) { print t[2]; exit } }' "$log")"
+    local share
+    share="$(awk -v f="$FAILED_CALLS" -v c="$CALLS" 'BEGIN { printf "%.2f", c ? 100 * f / c : 100 }')"
+    local ok=0
+    [ -n "$relay_addr" ] && [ "$LOST" = 0 ] && [ "$FAILED_CALLS" = "$TIMEOUTS" ] &&
+        [ "$CALLS" -gt 0 ] && [ -n "$detected" ] &&
+        awk -v s="$share" 'BEGIN { exit !(s < 5) }' && ok=1
+    report "$name" "$ok" "stall_detected_after_ms=${detected:+$((detected - stalled))} timeouts=$TIMEOUTS share_of_calls_failed_pct=$share"
+    stop_all_providers
+}
+
 step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)" >&2; }
 
 step "ensembles"
@@ -385,6 +432,7 @@ done
 wanted session-expiry && { step session-expiry; scenario_session_expiry; }
 wanted hung-provider && { step hung-provider; scenario_hung; }
 wanted churn && { step churn; scenario_churn; }
+wanted netfault && { step netfault; scenario_netfault; }
 if [ "$SOAK" = 1 ]; then step soak; scenario_soak; fi
 
 if [ "$FAILED" != 0 ]; then

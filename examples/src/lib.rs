@@ -23,6 +23,7 @@
 
 pub mod helloworld;
 pub mod http;
+pub mod relay;
 
 use std::time::Duration;
 

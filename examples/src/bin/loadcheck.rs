@@ -4,6 +4,10 @@
 //! `loadcheck --registry URL --rate 2000 --seconds 10 --method add|greet
 //!  [--balancer NAME] [--cache FILE] [--timeout-ms 1000] [--retries N]`
 //!
+//! `--addresses A,B,C` calls that static list instead of the registry's (scenario
+//! `netfault` reaches one provider through a relay); `--heartbeat-ms N --idle-timeout-ms N`
+//! shorten the TCP transport's heartbeat and idle timeout (defaults 60 s and 180 s).
+//!
 //! While it runs it prints one `providers at_ms=EPOCH_MS count=N list=A,B` line each time the
 //! provider list it calls changes. At the end it waits for every call still under way (each
 //! has a deadline, so this ends), then prints
@@ -42,6 +46,9 @@ struct Settings {
     retries: Option<u32>,
     churn: u64,
     connect: Option<String>,
+    addresses: Vec<String>,
+    heartbeat: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 /// What one call came to.
@@ -68,6 +75,9 @@ fn parse() -> Result<Settings, String> {
         retries: None,
         churn: 0,
         connect: None,
+        addresses: Vec::new(),
+        heartbeat: None,
+        idle_timeout: None,
     };
     let flags = [
         "--registry",
@@ -80,6 +90,9 @@ fn parse() -> Result<Settings, String> {
         "--retries",
         "--churn",
         "--connect",
+        "--addresses",
+        "--heartbeat-ms",
+        "--idle-timeout-ms",
     ];
     for (flag, value) in parse_flags(&flags)? {
         let number = |value: &str| {
@@ -103,6 +116,11 @@ fn parse() -> Result<Settings, String> {
             "--timeout-ms" => settings.timeout = Duration::from_millis(number(&value)?),
             "--churn" => settings.churn = number(&value)?,
             "--connect" => settings.connect = Some(value),
+            "--addresses" => settings.addresses = value.split(',').map(str::to_owned).collect(),
+            "--heartbeat-ms" => settings.heartbeat = Some(Duration::from_millis(number(&value)?)),
+            "--idle-timeout-ms" => {
+                settings.idle_timeout = Some(Duration::from_millis(number(&value)?))
+            }
             _ => {
                 settings.retries =
                     Some(u32::try_from(number(&value)?).map_err(|e| format!("--retries: {e}"))?)
@@ -117,12 +135,21 @@ async fn run() -> Result<(), String> {
     if let Some(address) = &settings.connect {
         return churn(address, settings.churn.max(1), settings.timeout).await;
     }
-    let registry = registry::connect(&settings.registry)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut builder = GreeterClient::builder()
-        .registry(registry)
-        .transport(TcpTransport::default())
+    let defaults = transports::TcpConfig::default();
+    let transport = TcpTransport::new(defaults.clone().heartbeat(
+        settings.heartbeat.unwrap_or(defaults.heartbeat_interval),
+        settings.idle_timeout.unwrap_or(defaults.idle_timeout),
+    ));
+    let mut builder = GreeterClient::builder().transport(transport);
+    if settings.addresses.is_empty() {
+        let registry = registry::connect(&settings.registry)
+            .await
+            .map_err(|e| e.to_string())?;
+        builder = builder.registry(registry);
+    } else {
+        builder = builder.addresses(settings.addresses.clone());
+    }
+    let mut builder = builder
         .application("examples-loadcheck")
         .timeout(settings.timeout);
     if let Some(cache) = &settings.cache {
