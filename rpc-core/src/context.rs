@@ -1,6 +1,7 @@
 //! Call metadata: attachments on the caller's side, [`Context`] on the handler's.
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// String key/value metadata travelling with a call (trace id, token, tenant...).
@@ -75,11 +76,26 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Attachments {
 /// A method of a `#[service]` trait receives it when its first argument is `&Context`;
 /// it is passed explicitly instead of through a thread-local so a handler can be
 /// called directly in tests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Context {
     attachments: Attachments,
     deadline: Option<Instant>,
     peer: Option<SocketAddr>,
+    /// What the handler sends back with its answer. A mutex because handlers hold
+    /// `&Context`; it is uncontended (one handler per call) and allocates nothing until
+    /// an entry is set.
+    reply: Mutex<Attachments>,
+}
+
+impl Clone for Context {
+    fn clone(&self) -> Context {
+        Context {
+            attachments: self.attachments.clone(),
+            deadline: self.deadline,
+            peer: self.peer,
+            reply: Mutex::new(self.reply_guard().clone()),
+        }
+    }
 }
 
 impl Context {
@@ -93,6 +109,7 @@ impl Context {
             attachments,
             deadline,
             peer,
+            reply: Mutex::new(Attachments::new()),
         }
     }
 
@@ -114,5 +131,24 @@ impl Context {
     /// The caller's address, when the transport knows it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// Sends `key: value` back to the caller with the answer (Dubbo's server-side
+    /// attachments; gRPC response metadata over HTTP/2). The caller sees them in
+    /// [`crate::Response::attachments`] ([`crate::Client::invoke`], consumer layers).
+    /// Only a successful answer carries them.
+    pub fn set_reply_attachment(&self, key: impl Into<String>, value: impl Into<String>) {
+        self.reply_guard().insert(key, value);
+    }
+
+    /// Takes what [`Context::set_reply_attachment`] set (generated skeletons call it once
+    /// the handler returned).
+    pub fn take_reply_attachments(&self) -> Attachments {
+        std::mem::take(&mut *self.reply_guard())
+    }
+
+    fn reply_guard(&self) -> std::sync::MutexGuard<'_, Attachments> {
+        // A handler that panicked while inserting leaves a valid map behind.
+        self.reply.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

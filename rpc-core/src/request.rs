@@ -160,6 +160,20 @@ pub struct Response {
     pub codec: Codec,
     /// The encoded return value.
     pub body: Bytes,
+    /// What the provider's handler sent back ([`crate::Context::set_reply_attachment`]);
+    /// usually empty.
+    pub attachments: Attachments,
+}
+
+impl Response {
+    /// An answer with no attachments.
+    pub fn new(codec: Codec, body: Bytes) -> Response {
+        Response {
+            codec,
+            body,
+            attachments: Attachments::new(),
+        }
+    }
 }
 
 /// A call arriving at a provider, already resolved to a method of a registered skeleton.

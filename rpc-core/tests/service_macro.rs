@@ -166,7 +166,7 @@ where
     let mut body = BytesMut::new();
     codec.encode(args, &mut body)?;
     let result = skeleton.call(index, cx, codec, body.freeze()).await?;
-    codec.decode(&result)
+    codec.decode(&result.body)
 }
 
 fn order() -> Order {
@@ -379,10 +379,7 @@ impl Transport for InProcess {
                     };
                     if req.oneway {
                         session.dispatch(1, call, None);
-                        return Ok(Response {
-                            codec: req.codec,
-                            body: Bytes::new(),
-                        });
+                        return Ok(Response::new(req.codec, Bytes::new()));
                     }
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     session.dispatch(1, call, Some(OneshotReply(tx)));

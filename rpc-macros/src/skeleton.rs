@@ -77,7 +77,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
                 args: ::rpc_core::__private::Bytes,
             ) -> ::rpc_core::__private::BoxFuture<
                 'static,
-                ::rpc_core::Result<::rpc_core::__private::Bytes>,
+                ::rpc_core::Result<::rpc_core::Response>,
             > {
                 let inner = ::std::sync::Arc::clone(&self.inner);
                 match method {
@@ -110,14 +110,24 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
         format.decode_args::<(#(#types,)*)>(codec, &args)?
     };
     let encode = quote_spanned! {method.ident.span()=>
-        format.encode_result(codec, &ret)
+        format.encode_result(codec, &ret)?
+    };
+    // Only a handler given the context can have set attachments for the caller.
+    let reply = match method.context {
+        Some(_) => quote! { cx.take_reply_attachments() },
+        None => quote! { ::rpc_core::Attachments::new() },
     };
     quote! {
         #index => ::std::boxed::Box::pin(async move {
             let format = #format;
             let (#(#bindings,)*) = #decode;
             let ret = <T as #trait_ident>::#ident(&inner, #cx #(#bindings),*).await;
-            #encode
+            let body = #encode;
+            ::core::result::Result::Ok(::rpc_core::Response {
+                codec,
+                body,
+                attachments: #reply,
+            })
         }),
     }
 }

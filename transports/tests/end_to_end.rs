@@ -105,6 +105,18 @@ async fn unknown_services_and_methods_are_typed_remote_errors() {
     );
 }
 
+#[tokio::test]
+async fn the_handler_sends_attachments_back_with_its_answer() {
+    let (server, _) = start(TcpConfig::default(), Duration::from_secs(1)).await;
+    let probe = client(server.local_addr(), Codec::Json);
+    let reply = common::reply_attachments(&probe, "tenant").await;
+    assert_eq!(reply.get("x-asked"), Some("tenant"));
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    // Answers without attachments are unchanged on the wire, and typed calls still work.
+    assert_eq!(probe.echo("plain".into()).await.unwrap(), "plain");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_limited_to_json_refuses_bincode_with_bad_request() {
     let server = rpc_core::Server::builder()

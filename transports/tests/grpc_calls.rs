@@ -56,6 +56,16 @@ async fn attachments_travel_as_metadata() {
 }
 
 #[tokio::test]
+async fn the_handler_sends_attachments_back_as_metadata() {
+    let (server, _) = start_grpc(GrpcConfig::default()).await;
+    let probe = grpc_client(server.local_addr(), Codec::Json);
+    let reply = common::reply_attachments(&probe, "tenant").await;
+    assert_eq!(reply.get("x-asked"), Some("tenant"));
+    // Protocol headers of the answer (content-type, grpc-status) are not attachments.
+    assert_eq!(reply.len(), 1, "{reply:?}");
+}
+
+#[tokio::test]
 async fn the_deadline_travels_and_stops_the_handler() {
     let (server, stats) = start_grpc(GrpcConfig::default()).await;
     let probe = grpc_client(server.local_addr(), Codec::Bincode);

@@ -17,8 +17,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use rpc_core::format::{Decode, Encode, Prost};
 use rpc_core::{
-    Client, Code, Codec, Context, Error, MethodDescriptor, Request, Server, ServiceDescriptor,
-    Skeleton,
+    Client, Code, Codec, Context, Error, MethodDescriptor, Request, Response, Server,
+    ServiceDescriptor, Skeleton,
 };
 use serde::{Deserialize, Serialize};
 use transports::GrpcTransport;
@@ -67,7 +67,7 @@ impl Skeleton for Greeter {
         cx: Context,
         codec: Codec,
         args: Bytes,
-    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
+    ) -> BoxFuture<'static, rpc_core::Result<Response>> {
         Box::pin(async move {
             let (request,): (HelloRequest,) = <Prost as Decode<_>>::decode(codec, &args)?;
             if request.name.is_empty() {
@@ -85,7 +85,13 @@ impl Skeleton for Greeter {
             };
             let mut out = BytesMut::new();
             <Prost as Encode<HelloReply>>::encode(codec, &reply, &mut out)?;
-            Ok(out.freeze())
+            // Response metadata: a stock client reads it from the initial metadata.
+            cx.set_reply_attachment("x-served-by", "rust");
+            Ok(Response {
+                codec,
+                body: out.freeze(),
+                attachments: cx.take_reply_attachments(),
+            })
         })
     }
 }
@@ -153,6 +159,7 @@ async fn a_python_grpcio_client_calls_the_rust_provider() {
     for check in [
         "ok success",
         "ok metadata sent",
+        "ok metadata received",
         "ok application error code",
         "ok application error message",
         "ok deadline exceeded",
@@ -222,6 +229,8 @@ async fn say_hello(client: &Client, name: &str) -> rpc_core::Result<HelloReply> 
     );
     call.attachments.insert("x-trace-id", "rust-trace-9");
     let response = client.invoke(call).await?;
+    // The Python server sends its name back as initial metadata.
+    assert_eq!(response.attachments.get("x-served-by"), Some("python"));
     <Prost as Decode<HelloReply>>::decode(response.codec, &response.body)
 }
 

@@ -72,10 +72,7 @@ mod tests {
     async fn a_call_past_its_deadline_fails_with_timeout() {
         let slow = tower::service_fn(|_req: Request| async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok::<_, Error>(Response {
-                codec: Codec::Json,
-                body: Default::default(),
-            })
+            Ok::<_, Error>(Response::new(Codec::Json, Default::default()))
         });
         let result = DeadlineLayer
             .layer(slow)
@@ -87,10 +84,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_within_its_deadline_passes_through() {
         let fast = tower::service_fn(|req: Request| async move {
-            Ok::<_, Error>(Response {
-                codec: req.codec,
-                body: bytes::Bytes::from_static(b"ok"),
-            })
+            Ok::<_, Error>(Response::new(req.codec, bytes::Bytes::from_static(b"ok")))
         });
         let response = DeadlineLayer
             .layer(fast)

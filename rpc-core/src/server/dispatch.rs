@@ -54,7 +54,7 @@ impl tower::Service<ServerRequest> for Dispatch {
                 None => work.await,
             };
             match outcome {
-                Ok(result) => result.map(|body| Response { codec, body }),
+                Ok(result) => result,
                 Err(panic) => Err(Error::Handler(panic_message(panic.as_ref()))),
             }
         })

@@ -81,10 +81,7 @@ impl Service<Request> for GrpcChannel {
                     let call = endpoint.call(sender, request);
                     let _ = tokio::time::timeout_at(deadline.into(), call).await;
                 });
-                return Ok(Response {
-                    codec,
-                    body: Default::default(),
-                });
+                return Ok(Response::new(codec, Default::default()));
             }
             match tokio::time::timeout_at(deadline.into(), endpoint.call(sender, request)).await {
                 Ok(result) => result,
@@ -245,10 +242,19 @@ impl Endpoint {
             )));
         };
         match self.status_error(&trailers, request.timeout) {
-            None => Ok(Response {
-                codec,
-                body: message,
-            }),
+            // The provider's reply attachments: its initial metadata, and metadata in the
+            // trailers beside the status (where grpc servers may also put it).
+            None => {
+                let mut attachments = metadata::attachments(&parts.headers);
+                for (key, value) in metadata::attachments(&trailers).iter() {
+                    attachments.insert(key, value);
+                }
+                Ok(Response {
+                    codec,
+                    body: message,
+                    attachments,
+                })
+            }
             Some(error) => Err(error),
         }
     }

@@ -22,6 +22,8 @@ const RESERVED: &[&str] = &[
     "keep-alive",
     "upgrade",
     "expect",
+    "date",
+    "server",
 ];
 
 /// True for a header name that is protocol, not metadata.

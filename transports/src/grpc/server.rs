@@ -417,6 +417,16 @@ async fn grpc(
                 CONTENT_TYPE,
                 HeaderValue::from_static(content_type(response.codec)),
             );
+            // Reply attachments travel as initial metadata, where stock clients read them.
+            if let Err(error) =
+                metadata::add_attachments(&response.attachments, reply.headers_mut())
+            {
+                let error = Error::Remote {
+                    code: rpc_core::Code::BadResponse,
+                    message: error.to_string(),
+                };
+                return error_response(codec, &error);
+            }
             reply
         }
         Err(error) => {

@@ -42,8 +42,8 @@ use tower::Service;
 
 use super::conn::{Activity, Outbox, Sink, keepalive, until_cancelled, write_loop};
 use super::frame::{
-    FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header, Incoming, SkippingDecoder, codec_for_id,
-    not_this_protocol, serialization_id,
+    FLAG_EVENT, FLAG_REPLY_ATTACHMENTS, FLAG_REQUEST, FLAG_TWO_WAY, Frame, Header, Incoming,
+    SkippingDecoder, codec_for_id, not_this_protocol, serialization_id,
 };
 use super::head;
 use super::status::Status;
@@ -501,10 +501,20 @@ impl ClientConnection {
         };
         let result = match Status::from_byte(header.status).to_code() {
             None => match codec_for_id(header.serialization_id()) {
-                Ok(codec) => Ok(Response {
-                    codec,
-                    body: frame.body,
-                }),
+                Ok(codec) if header.flags & FLAG_REPLY_ATTACHMENTS == 0 => {
+                    Ok(Response::new(codec, frame.body))
+                }
+                Ok(codec) => match super::head::decode_reply_attachments(&frame.body) {
+                    Ok((attachments, at)) => Ok(Response {
+                        codec,
+                        body: frame.body.slice(at..),
+                        attachments,
+                    }),
+                    Err(error) => Err(Error::Remote {
+                        code: Code::BadResponse,
+                        message: error.to_string(),
+                    }),
+                },
                 Err(error) => Err(error.into()),
             },
             Some(Code::Timeout) => Err(Error::timeout_in_handler(waiter.budget, &*self.peer)),
@@ -603,10 +613,7 @@ impl ClientConnection {
             return Err(error);
         }
         let Some(receiver) = receiver else {
-            return Ok(Response {
-                codec: req.codec,
-                body: Bytes::new(),
-            });
+            return Ok(Response::new(req.codec, Bytes::new()));
         };
         let mut guard = CancelOnDrop {
             connection: &self,

@@ -51,6 +51,9 @@ pub const FLAG_REQUEST: u8 = 0x80;
 pub const FLAG_TWO_WAY: u8 = 0x40;
 /// Flag bit: an event (heartbeat, cancellation) rather than a call.
 pub const FLAG_EVENT: u8 = 0x20;
+/// Flag bit of a response (where the two-way bit means nothing): the body starts with the
+/// attachments the handler sent back ([`super::head::encode_reply_attachments`]).
+pub const FLAG_REPLY_ATTACHMENTS: u8 = 0x40;
 /// Mask of the serialization id bits.
 pub const SERIALIZATION_MASK: u8 = 0x1f;
 

@@ -100,6 +100,43 @@ fn put_str(out: &mut BytesMut, s: &str) -> Result<()> {
     Ok(())
 }
 
+/// Writes the attachments a handler sent back, at the start of a response body flagged
+/// [`super::frame::FLAG_REPLY_ATTACHMENTS`]: a u16 count and that many key/value strings,
+/// as in a request head. Too many entries, or one longer than 65535 bytes, is an error.
+pub fn encode_reply_attachments(attachments: &Attachments, out: &mut BytesMut) -> Result<()> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(Error::Protocol(format!(
+            "{} reply attachments exceed the limit of {MAX_ATTACHMENTS}",
+            attachments.len()
+        )));
+    }
+    out.put_u16(attachments.len() as u16);
+    for (k, v) in attachments.iter() {
+        put_str(out, k)?;
+        put_str(out, v)?;
+    }
+    Ok(())
+}
+
+/// Reads what [`encode_reply_attachments`] wrote: the attachments and the offset of the
+/// return value. Hostile input yields [`Error::Protocol`], never a panic.
+pub fn decode_reply_attachments(body: &[u8]) -> Result<(Attachments, usize)> {
+    let mut reader = Reader { body, pos: 0 };
+    let count = reader.u16("reply attachment count")?;
+    if usize::from(count) > MAX_ATTACHMENTS {
+        return Err(Error::Protocol(format!(
+            "{count} reply attachments exceed the limit of {MAX_ATTACHMENTS}"
+        )));
+    }
+    let mut attachments = Attachments::new();
+    for _ in 0..count {
+        let key = reader.string("reply attachment key")?;
+        let value = reader.string("reply attachment value")?;
+        attachments.insert(key, value);
+    }
+    Ok((attachments, reader.pos))
+}
+
 /// A decoded head, borrowing from the frame body.
 #[derive(Debug)]
 pub struct Head<'a> {

@@ -21,8 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use super::conn::{Activity, BUFFER_CAPACITY, Outbox, SHRINK_ABOVE, Sink, keepalive, write_loop};
 use super::frame::{
-    FLAG_EVENT, Frame, Header, Incoming, SkippingDecoder, codec_for_id, not_this_protocol,
-    serialization_id, starts_with_whole_frame,
+    FLAG_EVENT, FLAG_REPLY_ATTACHMENTS, Frame, Header, Incoming, SkippingDecoder, codec_for_id,
+    not_this_protocol, serialization_id, starts_with_whole_frame,
 };
 use super::head::decode_head;
 use super::status::Status;
@@ -314,12 +314,39 @@ impl Reply for TcpReply {
                     Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
                 connection.respond_error(self.request_id, self.serialization, &error);
             }
-            Ok(response) => connection.respond(
+            Ok(response) if response.attachments.is_empty() => connection.respond(
                 self.request_id,
                 serialization_id(response.codec),
                 Status::Ok,
                 &response.body,
             ),
+            // Rare: the handler sent attachments back. They go first in the body.
+            Ok(response) => {
+                let mut body = BytesMut::new();
+                match super::head::encode_reply_attachments(&response.attachments, &mut body) {
+                    Ok(()) if body.len() + response.body.len() <= u32::MAX as usize => {
+                        body.extend_from_slice(&response.body);
+                        connection.respond(
+                            self.request_id,
+                            serialization_id(response.codec) | FLAG_REPLY_ATTACHMENTS,
+                            Status::Ok,
+                            &body,
+                        )
+                    }
+                    Ok(()) => {
+                        let size = (body.len() + response.body.len()) as u64;
+                        let error = Error::response_too_large(size, u32::MAX.into(), "");
+                        connection.respond_error(self.request_id, self.serialization, &error);
+                    }
+                    Err(error) => {
+                        let error = Error::Remote {
+                            code: rpc_core::Code::BadResponse,
+                            message: error.to_string(),
+                        };
+                        connection.respond_error(self.request_id, self.serialization, &error);
+                    }
+                }
+            }
             Err(error) => {
                 tracing::debug!(peer = %connection.peer, id = self.request_id, %error, "call failed");
                 connection.respond_error(self.request_id, self.serialization, &error)

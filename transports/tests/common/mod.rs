@@ -90,6 +90,8 @@ impl Probe for ProbeImpl {
     }
 
     async fn attachment(&self, cx: &Context, key: String) -> (Option<String>, Option<String>) {
+        // Something for the caller to read back from the answer's attachments.
+        cx.set_reply_attachment("x-asked", key.as_str());
         (
             cx.attachment(&key).map(str::to_owned),
             cx.peer_addr().map(|a| a.to_string()),
@@ -184,4 +186,23 @@ pub fn grpc_client(address: SocketAddr, codec: Codec) -> ProbeClient {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client config is valid")
+}
+
+/// Calls `attachment(key)` through [`rpc_core::Client::invoke`] in JSON and returns the
+/// attachments the provider sent back with its answer.
+pub async fn reply_attachments(probe: &ProbeClient, key: &str) -> rpc_core::Attachments {
+    static ATTACHMENT: rpc_core::MethodDescriptor = rpc_core::MethodDescriptor::new("attachment");
+    let call = rpc_core::Request::new(
+        "test.Probe",
+        "",
+        &ATTACHMENT,
+        Codec::Json,
+        serde_json::to_vec(&(key,)).unwrap().into(),
+        Duration::from_secs(5),
+    );
+    let response = probe.client().invoke(call).await.unwrap();
+    let (value, _): (Option<String>, Option<String>) =
+        serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(value, None, "nothing was attached under {key}");
+    response.attachments
 }

@@ -35,6 +35,8 @@ def main():
         )
         check("success", "python" in reply.message, reply.message)
         check("metadata sent", "py-trace-7" in reply.message, reply.message)
+        served_by = dict(call.initial_metadata()).get("x-served-by")
+        check("metadata received", served_by == "rust", call.initial_metadata())
         check("status ok", call.code() == grpc.StatusCode.OK, call.code())
 
         try:

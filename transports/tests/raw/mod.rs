@@ -76,7 +76,7 @@ impl Skeleton for Echo {
         cx: Context,
         codec: Codec,
         args: Bytes,
-    ) -> BoxFuture<'static, rpc_core::Result<Bytes>> {
+    ) -> BoxFuture<'static, rpc_core::Result<rpc_core::Response>> {
         let tag = cx
             .attachment("tag")
             .and_then(|tag| tag.parse::<usize>().ok())
@@ -88,12 +88,12 @@ impl Skeleton for Echo {
                     let (payload,): (Vec<u8>,) = codec.decode(&args)?;
                     let mut out = BytesMut::new();
                     codec.encode(&payload, &mut out)?;
-                    Ok(out.freeze())
+                    Ok(rpc_core::Response::new(codec, out.freeze()))
                 }
                 _ => {
                     let _guard = on_hang(tag);
                     tokio::time::sleep(Duration::from_secs(3600)).await;
-                    Ok(Bytes::new())
+                    Ok(rpc_core::Response::new(codec, Bytes::new()))
                 }
             }
         })

@@ -181,10 +181,7 @@ pub(crate) mod tests {
             .map(|i| {
                 let channel: Channel =
                     BoxCloneSyncService::new(tower::service_fn(|req: Request| async move {
-                        Ok::<_, Error>(Response {
-                            codec: req.codec,
-                            body: Default::default(),
-                        })
+                        Ok::<_, Error>(Response::new(req.codec, Default::default()))
                     }));
                 Provider::new(format!("10.0.0.{i}:20880"), channel)
             })
