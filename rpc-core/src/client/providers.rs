@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use super::loadbalance::{WARMUP, smooth_schedule};
-use super::provider::Provider;
+use super::provider::{Provider, ProviderStats};
 
 /// An immutable, shared list of providers (cloning it is one reference count).
 ///
@@ -23,6 +23,11 @@ pub struct Providers {
 
 struct Inner {
     list: Box<[Provider]>,
+    /// `list[i].stats`, side by side: balancers that scan live statistics walk 8-byte
+    /// pointers instead of striding over whole providers.
+    stats: Box<[Arc<ProviderStats>]>,
+    /// `list[i].weight`, side by side, for the same reason.
+    weights: Box<[u32]>,
     /// `cumulative[i]`: the weights of providers `0..=i` summed.
     cumulative: Box<[u64]>,
     /// Every weight is the same (zero included).
@@ -52,9 +57,13 @@ impl Providers {
             .iter()
             .filter_map(|provider| provider.start?.checked_add(WARMUP))
             .max();
+        let stats = providers.iter().map(|p| Arc::clone(&p.stats)).collect();
+        let weights = providers.iter().map(|p| p.weight).collect();
         Providers {
             inner: Arc::new(Inner {
                 list: providers.into_boxed_slice(),
+                stats,
+                weights,
                 cumulative,
                 uniform,
                 warm_until,
@@ -83,6 +92,16 @@ impl Providers {
     /// True when every provider has the same static weight.
     pub fn uniform(&self) -> bool {
         self.inner.uniform
+    }
+
+    /// Each provider's [`Provider::stats`], in list order, in one contiguous slice.
+    pub(crate) fn stats(&self) -> &[Arc<ProviderStats>] {
+        &self.inner.stats
+    }
+
+    /// Each provider's static [`Provider::weight`], in list order, in one contiguous slice.
+    pub(crate) fn weights(&self) -> &[u32] {
+        &self.inner.weights
     }
 
     /// The static weights summed.

@@ -16,9 +16,7 @@ pub struct LeastActive {
 
 impl LoadBalance for LeastActive {
     fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
-        lowest_cost(providers, tried, |provider| {
-            provider.stats.in_flight() as u64
-        })
+        lowest_cost(providers, tried, |stats| stats.in_flight() as u64)
     }
 }
 

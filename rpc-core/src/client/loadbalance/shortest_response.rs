@@ -20,8 +20,7 @@ pub struct ShortestResponse {
 
 impl LoadBalance for ShortestResponse {
     fn select(&self, providers: &Providers, _request: &Request, tried: &Tried) -> Option<usize> {
-        lowest_cost(providers, tried, |provider| {
-            let stats = &provider.stats;
+        lowest_cost(providers, tried, |stats| {
             stats
                 .latency_us()
                 .saturating_mul((stats.in_flight() as u64).saturating_add(1))
