@@ -165,6 +165,17 @@ async fn run() -> Result<(), String> {
     let watcher = tokio::spawn(watch_providers(greeter.client().clone()));
 
     let (done, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
+    // Outcomes are counted as they come, into fixed-size counters: the consumer's memory
+    // is what the soak watches, so its own bookkeeping must not grow with the calls.
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::new()));
+    let collector = tokio::spawn({
+        let tally = tally.clone();
+        async move {
+            while let Some(outcome) = outcomes.recv().await {
+                tally.lock().unwrap_or_else(|p| p.into_inner()).add(outcome);
+            }
+        }
+    });
     let mut sent = 0u64;
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(1));
@@ -182,34 +193,22 @@ async fn run() -> Result<(), String> {
         }
     }
     drop(done);
-    let mut latencies = Vec::with_capacity(sent as usize);
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut failed = 0u64;
+    // The collector ends once every call reported; calls that never did are the lost ones.
     let give_up = tokio::time::Instant::now() + settings.timeout + GRACE;
-    loop {
-        match tokio::time::timeout_at(give_up, outcomes.recv()).await {
-            Ok(Some(Outcome::Ok(latency))) => latencies.push(latency),
-            Ok(Some(Outcome::Failed(error))) => {
-                failed += 1;
-                *errors.entry(error).or_default() += 1;
-            }
-            // Every call reported.
-            Ok(None) => break,
-            // Some never did: they are the lost ones.
-            Err(_) => break,
-        }
-    }
+    let _ = tokio::time::timeout_at(give_up, collector).await;
     watcher.abort();
-    let ok = latencies.len() as u64;
-    summarize(sent, ok, failed, latencies, &errors);
+    let tally = std::mem::replace(
+        &mut *tally.lock().unwrap_or_else(|p| p.into_inner()),
+        Tally::new(),
+    );
+    tally.summarize(sent);
     Ok(())
 }
 
 /// One connection per call, `cycles` times: each client has a transport of its own, so its
 /// connection closes when the client is dropped.
 async fn churn(address: &str, cycles: u64, timeout: Duration) -> Result<(), String> {
-    let (mut ok, mut latencies) = (0u64, Vec::new());
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut tally = Tally::new();
     for n in 0..cycles {
         let greeter: GreeterClient = GreeterClient::builder()
             .address(address)
@@ -217,39 +216,69 @@ async fn churn(address: &str, cycles: u64, timeout: Duration) -> Result<(), Stri
             .timeout(timeout)
             .build()
             .map_err(|e| e.to_string())?;
-        match call(&greeter, Method::Add, n).await {
-            Outcome::Ok(latency) => {
-                ok += 1;
-                latencies.push(latency);
-            }
-            Outcome::Failed(error) => *errors.entry(error).or_default() += 1,
-        }
+        tally.add(call(&greeter, Method::Add, n).await);
     }
-    summarize(cycles, ok, cycles - ok, latencies, &errors);
+    tally.summarize(cycles);
     Ok(())
 }
 
-fn summarize(
-    sent: u64,
+/// Calls answered and failed so far, with the answers' latencies in a histogram (fixed
+/// size, microseconds, 3 significant digits).
+struct Tally {
     ok: u64,
     failed: u64,
-    mut latencies: Vec<Duration>,
-    errors: &BTreeMap<String, u64>,
-) {
-    let lost = sent - ok - failed;
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let at = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        latencies.get(at).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    println!(
-        "calls={sent} ok={ok} failed={failed} lost={lost} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
-        percentile(0.50),
-        percentile(0.99),
-        percentile(1.0)
-    );
-    for (error, count) in errors {
-        println!("error count={count} {error}");
+    errors: BTreeMap<String, u64>,
+    latencies: hdrhistogram::Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            ok: 0,
+            failed: 0,
+            errors: BTreeMap::new(),
+            // Auto-resizing from a small start: never fails to record a latency.
+            latencies: hdrhistogram::Histogram::new(3)
+                .unwrap_or_else(|_| hdrhistogram::Histogram::new(2).expect("2 digits is valid")),
+        }
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok(latency) => {
+                self.ok += 1;
+                let micros = u64::try_from(latency.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let _ = self.latencies.record(micros);
+            }
+            Outcome::Failed(error) => {
+                self.failed += 1;
+                *self.errors.entry(error).or_default() += 1;
+            }
+        }
+    }
+
+    fn summarize(&self, sent: u64) {
+        let lost = sent.saturating_sub(self.ok + self.failed);
+        let ms = |q: f64| match self.latencies.len() {
+            0 => 0.0,
+            _ => self.latencies.value_at_quantile(q) as f64 / 1000.0,
+        };
+        println!(
+            "calls={sent} ok={} failed={} lost={lost} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            self.ok,
+            self.failed,
+            ms(0.50),
+            ms(0.99),
+            match self.latencies.len() {
+                0 => 0.0,
+                _ => self.latencies.max() as f64 / 1000.0,
+            }
+        );
+        for (error, count) in &self.errors {
+            println!("error count={count} {error}");
+        }
     }
 }
 
