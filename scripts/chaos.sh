@@ -154,7 +154,10 @@ scenario_kill9() {
     local kind="$1" name="kill9-$1" url
     url="$(registry_url "$kind")"
     start_provider p1 "$url" && start_provider p2 "$url" && start_provider p3 "$url"
-    start_load "$name" "$url" "$LOAD_SECONDS" --method add
+    # The load outlasts the kill by the session timeout plus the 3 s allowed, so the
+    # consumer is still watching when the dead provider's node goes (the short run's 6 s
+    # left only 4 s after the kill: a session expiring late under load was never seen).
+    start_load "$name" "$url" "$((LOAD_SECONDS + SESSION_MS / 1000 + 3))" --method add
     sleep "$((LOAD_SECONDS / 3))"
     local killed
     killed="$(now_ms)"
