@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| count_one(&stats)));
         let stop = Arc::new(AtomicBool::new(false));
         let rival = {
-            let (stats, stop) = (stats.clone(), stop.clone());
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     count_one(&stats);

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -94,10 +93,7 @@ where
     }
 
     fn call(&mut self, request: R) -> StatsFuture<S::Future> {
-        let stats = self
-            .table
-            .get(request.service(), request.method())
-            .into_owned();
+        let stats = self.table.get(request.service(), request.method());
         let bytes = request.body_len();
         let started = Instant::now();
         stats.in_flight_add(bytes);
@@ -113,7 +109,7 @@ where
 /// dropped before.
 pub struct StatsFuture<F> {
     inner: F,
-    stats: Option<Arc<MethodStats>>,
+    stats: Option<&'static MethodStats>,
     started: Instant,
 }
 

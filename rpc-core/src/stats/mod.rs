@@ -167,7 +167,11 @@ pub struct Stats {
 struct Registry {
     /// Zero of the rate window's second counter.
     epoch: Instant,
-    methods: Mutex<HashMap<(Side, String, String), Arc<MethodStats>>>,
+    /// Counters are never removed (a method once counted stays listed, as a series stays
+    /// in a Prometheus registry), so each is leaked once and handed out as a plain
+    /// `'static` reference: a call in flight holds its method's counters without bumping
+    /// a shared reference count, and no lock or map is touched per call.
+    methods: Mutex<HashMap<(Side, String, String), &'static MethodStats>>,
 }
 
 impl std::fmt::Debug for Stats {
@@ -200,8 +204,9 @@ impl Stats {
     }
 
     /// The counters of `method` of `service` on `side`, created on first use. Keep the
-    /// returned handle: recording through it takes no lock.
-    pub fn method(&self, side: Side, service: &str, method: &str) -> Arc<MethodStats> {
+    /// returned handle: recording through it takes no lock. They live as long as the
+    /// process.
+    pub fn method(&self, side: Side, service: &str, method: &str) -> &'static MethodStats {
         let mut methods = self
             .inner
             .methods
@@ -210,14 +215,13 @@ impl Stats {
         methods
             .entry((side, service.to_owned(), method.to_owned()))
             .or_insert_with(|| {
-                Arc::new(MethodStats::new(
+                Box::leak(Box::new(MethodStats::new(
                     side,
                     service.into(),
                     method.into(),
                     self.inner.epoch,
-                ))
+                )))
             })
-            .clone()
     }
 
     /// Counters for every method of `services` on `side`, resolved once for the hot path.
@@ -242,13 +246,13 @@ impl Stats {
 
     /// Every method's numbers now, sorted by side, service and method.
     pub fn snapshot(&self) -> Vec<MethodSnapshot> {
-        let methods: Vec<Arc<MethodStats>> = self
+        let methods: Vec<&'static MethodStats> = self
             .inner
             .methods
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .values()
-            .cloned()
+            .copied()
             .collect();
         let mut all: Vec<MethodSnapshot> = methods.iter().map(|m| m.snapshot()).collect();
         all.sort_by(|a, b| (a.side, &a.service, &a.method).cmp(&(b.side, &b.service, &b.method)));
@@ -262,7 +266,7 @@ impl Stats {
 pub struct MethodTable {
     stats: Stats,
     side: Side,
-    known: Arc<[(usize, Arc<MethodStats>)]>,
+    known: Arc<[(usize, &'static MethodStats)]>,
 }
 
 impl std::fmt::Debug for MethodTable {
@@ -281,11 +285,11 @@ impl MethodTable {
         &self,
         service: &str,
         method: &'static crate::MethodDescriptor,
-    ) -> std::borrow::Cow<'_, Arc<MethodStats>> {
+    ) -> &'static MethodStats {
         let key = method as *const _ as usize;
         match self.known.iter().find(|(k, _)| *k == key) {
-            Some((_, stats)) => std::borrow::Cow::Borrowed(stats),
-            None => std::borrow::Cow::Owned(self.stats.method(self.side, service, method.name)),
+            Some((_, stats)) => stats,
+            None => self.stats.method(self.side, service, method.name),
         }
     }
 
@@ -316,7 +320,8 @@ struct Shard {
     /// Wrapping: a call may start on one thread and end on another, so one shard's count
     /// can go below zero; the sum over shards is right.
     in_flight: AtomicU64,
-    succeeded: AtomicU64,
+    /// Failures by kind; successes are the latency histogram's count (every finished call
+    /// is timed) minus these, which saves a counter per call.
     failed: [AtomicU64; ErrorKind::ALL.len()],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -331,7 +336,6 @@ impl Shard {
     fn new() -> Shard {
         Shard {
             in_flight: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
             failed: Default::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -431,7 +435,6 @@ impl MethodStats {
             .record(now.saturating_duration_since(started).as_micros() as u64);
         match outcome {
             Ok(response_bytes) => {
-                shard.succeeded.fetch_add(1, Ordering::Relaxed);
                 let response = match self.side {
                     Side::Provider => &shard.bytes_out,
                     Side::Consumer => &shard.bytes_in,
@@ -507,9 +510,11 @@ impl MethodStats {
             .map(|kind| (kind.name(), self.sum(|shard| &shard.failed[kind.index()])))
             .filter(|(_, n)| *n > 0)
             .collect();
-        let succeeded = self.sum(|shard| &shard.succeeded);
         let failed_total: u64 = failed.values().sum();
         let count = latency.count();
+        // Shards are read one after another while calls finish: a failure counted after
+        // its shard's histogram was read must not make successes negative.
+        let succeeded = count.saturating_sub(failed_total);
         MethodSnapshot {
             side: self.side,
             service: self.service.to_string(),
@@ -695,9 +700,9 @@ mod tests {
         let stats = Stats::new();
         let a = stats.method(Side::Provider, "s", "m");
         let b = stats.method(Side::Provider, "s", "m");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(std::ptr::eq(a, b));
         let c = stats.method(Side::Consumer, "s", "m");
-        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(!std::ptr::eq(a, c));
     }
 
     #[test]
