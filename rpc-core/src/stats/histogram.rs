@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::slot::Writer;
+
 /// Sub-buckets per power of two: a value is placed within 1/8 (12.5 %) of itself.
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -28,13 +30,10 @@ impl Histogram {
         }
     }
 
-    pub(crate) fn record(&self, micros: u64) {
-        self.buckets[index(micros)].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(micros, Ordering::Relaxed);
-        // A load first: fetch_max is a compare-and-swap loop, and a new maximum is rare.
-        if micros > self.max.load(Ordering::Relaxed) {
-            self.max.fetch_max(micros, Ordering::Relaxed);
-        }
+    pub(crate) fn record(&self, writer: Writer, micros: u64) {
+        writer.add(&self.buckets[index(micros)], 1);
+        writer.add(&self.sum, micros);
+        writer.max(&self.max, micros);
     }
 
     /// A copy of the counts.
@@ -150,7 +149,7 @@ mod tests {
     fn quantiles_land_near_the_true_values() {
         let h = Histogram::new();
         for micros in 1..=10_000u64 {
-            h.record(micros);
+            h.record(Writer::of(crate::stats::slot::OWNED), micros);
         }
         let s = h.snapshot();
         assert_eq!(s.count(), 10_000);
