@@ -6,8 +6,8 @@
 //! request says no other provider is left ([`Request::wait_for_ready`]) and the next
 //! attempt starts before its deadline; then it waits for that attempt.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};

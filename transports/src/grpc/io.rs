@@ -20,26 +20,61 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Calls in flight on one connection, counted by whoever starts and ends them.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
+pub(crate) struct InFlight(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Calls started and not yet over (see [`InFlight::start_until_written`]).
+    calls: AtomicUsize,
+    /// Calls answered whose answers are not yet written out.
+    answered: AtomicUsize,
+}
 
 impl InFlight {
     /// Counts one call until the guard is dropped.
     pub(crate) fn start(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(self.0.clone())
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard {
+            counts: self.0.clone(),
+            until_written: false,
+        }
+    }
+
+    /// Counts one call until the guard is dropped and the connection's next flush: a
+    /// provider's answer is still to be written when its handler is done.
+    pub(crate) fn start_until_written(&self) -> InFlightGuard {
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard {
+            counts: self.0.clone(),
+            until_written: true,
+        }
     }
 
     fn others(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 1
+        self.0.calls.load(Ordering::Relaxed) > 1
+    }
+
+    /// Everything answered so far went out.
+    fn flushed(&self) {
+        let written = self.0.answered.swap(0, Ordering::Relaxed);
+        if written > 0 {
+            self.0.calls.fetch_sub(written, Ordering::Relaxed);
+        }
     }
 }
 
 /// One call counted in an [`InFlight`].
-pub(crate) struct InFlightGuard(Arc<AtomicUsize>);
+pub(crate) struct InFlightGuard {
+    counts: Arc<Counts>,
+    until_written: bool,
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        match self.until_written {
+            true => self.counts.answered.fetch_add(1, Ordering::Relaxed),
+            false => self.counts.calls.fetch_sub(1, Ordering::Relaxed),
+        };
     }
 }
 
@@ -124,6 +159,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
         // The batch is out; the next write starts another.
         self.yielded = false;
+        self.in_flight.flushed();
         Poll::Ready(Ok(()))
     }
 

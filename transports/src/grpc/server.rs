@@ -261,8 +261,8 @@ where
 }
 
 async fn handle(connection: &Connection, request: Request<Incoming>) -> Response<Unary> {
-    // Counted until the answer is made; hyper writes it right after.
-    let _counted = connection.in_flight.start();
+    // Counted until the answer is written (the connection's next flush).
+    let _counted = connection.in_flight.start_until_written();
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
