@@ -5,6 +5,7 @@
 //! Every system serves the same thing: `echo(payload: Vec<u8>) -> Vec<u8>`, answered on the
 //! server by returning the payload unchanged, over one TCP connection with `TCP_NODELAY`.
 
+pub mod proto_echo;
 pub mod raw_echo;
 pub mod rpc_echo;
 pub mod stats;

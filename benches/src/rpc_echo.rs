@@ -160,6 +160,16 @@ pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
     client_counted(addr, true)
 }
 
+/// [`client`] speaking JSON instead of bincode (to compare the codecs end to end).
+pub fn json_client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
+    EchoClient::builder()
+        .transport(tcp_transport())
+        .address(addr.to_string())
+        .codec(rpc_core::Codec::Json)
+        .timeout(Duration::from_secs(5))
+        .build()
+}
+
 /// [`client`], counting calls in the statistics (the default) or not.
 pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoClient> {
     let builder = EchoClient::builder()

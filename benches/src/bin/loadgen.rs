@@ -34,7 +34,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use benches::stats::{CpuPerCall, Recorder, Summary};
-use benches::{raw_echo, rpc_echo, tarpc_echo, tls_echo, tonic_echo};
+use benches::{proto_echo, raw_echo, rpc_echo, tarpc_echo, tls_echo, tonic_echo};
 
 /// The systems run by default. `raw` is the ceiling: length-prefixed frames with a
 /// request id echoed on bare tokio, the client matching answers to callers by id.
@@ -54,8 +54,10 @@ const MAX_SIZE: usize = 8 * 1024 * 1024;
 /// a client circuit breaker that stays closed, `rpc-redis` with a Redis-shared rate limit
 /// that never triggers (the Redis URL in `RPC_BENCH_REDIS`, e.g. `redis://127.0.0.1:6379`),
 /// `rpc-token` with Dubbo's token checked on every call. `rpc-tls` and `rpc-h2-tls` are
-/// `rpc` and `rpc-h2` over TLS (rustls, a certificate made for the run).
-const EXTRA_SYSTEMS: [&str; 8] = [
+/// `rpc` and `rpc-h2` over TLS (rustls, a certificate made for the run). `rpc-json` is
+/// `rpc` in JSON instead of bincode, `rpc-proto` the same echo with a protobuf message
+/// ([`benches::proto_echo`]) in protobuf, both over TCP: the codecs compared end to end.
+const EXTRA_SYSTEMS: [&str; 10] = [
     "rpc-bare",
     "rpc-nostats",
     "rpc-limited",
@@ -64,6 +66,8 @@ const EXTRA_SYSTEMS: [&str; 8] = [
     "rpc-token",
     "rpc-tls",
     "rpc-h2-tls",
+    "rpc-json",
+    "rpc-proto",
 ];
 
 const USAGE: &str = "usage: loadgen [--secs N] [--warmup N] [--concurrency N] [--size N (<= 8388608)] \
@@ -205,7 +209,8 @@ fn run_server(options: &Options) -> Result<(), String> {
     let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
-            "rpc" | "rpc-bare" | "rpc-nostats" | "rpc-breaker" | "rpc-limited" | "rpc-redis" => {
+            "rpc" | "rpc-bare" | "rpc-nostats" | "rpc-breaker" | "rpc-limited" | "rpc-redis"
+            | "rpc-json" => {
                 let limits = match system.as_str() {
                     "rpc-limited" => rpc_echo::Limits::Local,
                     "rpc-redis" => rpc_echo::Limits::Redis(
@@ -218,6 +223,13 @@ fn run_server(options: &Options) -> Result<(), String> {
                     rpc_echo::serve_with(&options.addr, limits, system != "rpc-nostats")
                         .await
                         .map_err(|e| format!("rpc bind: {e}"))?;
+                announce(addr)?;
+                serve.await;
+            }
+            "rpc-proto" => {
+                let (addr, serve) = proto_echo::serve(&options.addr)
+                    .await
+                    .map_err(|e| format!("rpc-proto bind: {e}"))?;
                 announce(addr)?;
                 serve.await;
             }
@@ -311,6 +323,15 @@ trait EchoCall: Clone + Send + Sync + 'static {
 impl EchoCall for rpc_echo::EchoClient {
     async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
         self.echo(payload).await.map_err(|e| e.to_string())
+    }
+}
+
+impl EchoCall for proto_echo::ProtoEchoClient {
+    async fn call(&mut self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.echo(proto_echo::EchoMessage { payload })
+            .await
+            .map(|message| message.payload)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -540,6 +561,14 @@ async fn bench_system(
         "rpc-nostats" => {
             let client =
                 rpc_echo::client_counted(addr, false).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options, server_pid).await
+        }
+        "rpc-json" => {
+            let client = rpc_echo::json_client(addr).map_err(|e| format!("rpc client: {e}"))?;
+            check(client, options, server_pid).await
+        }
+        "rpc-proto" => {
+            let client = proto_echo::client(addr).map_err(|e| format!("rpc-proto client: {e}"))?;
             check(client, options, server_pid).await
         }
         "rpc-h2" => {

@@ -6,6 +6,7 @@
 //! request says no other provider is left ([`Request::wait_for_ready`]) and the next
 //! attempt starts before its deadline; then it waits for that attempt.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -22,6 +23,7 @@ use tokio::sync::watch;
 use tower::Service;
 
 use super::body::Unary;
+use super::io::{Coalesce, InFlight};
 use super::message::{self, MessageError};
 use super::status::{GrpcStatus, TRI_CODE, decode_message, error_for, format_timeout};
 use super::{
@@ -31,11 +33,14 @@ use super::{
 
 type Sender = http2::SendRequest<Unary>;
 
+/// Request URIs an endpoint keeps at most (see [`Endpoint::uri`]).
+const MAX_CACHED_PATHS: usize = 1024;
+
 /// The endpoints of one transport by address: every channel to an address shares one
 /// connection. Entries are weak; the last channel to go closes its connection.
 #[derive(Default)]
 pub(crate) struct Endpoints {
-    by_address: Mutex<std::collections::HashMap<Arc<str>, Weak<Endpoint>>>,
+    by_address: Mutex<HashMap<Arc<str>, Weak<Endpoint>>>,
 }
 
 impl Endpoints {
@@ -72,6 +77,7 @@ impl Service<Request> for GrpcChannel {
     fn call(&mut self, request: Request) -> Self::Future {
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
+            let _counted = endpoint.in_flight.start();
             let sender = endpoint.sender(&request).await?;
             let (deadline, budget, codec) = (request.deadline, request.timeout, request.codec);
             if request.oneway {
@@ -106,6 +112,11 @@ struct Endpoint {
     state: watch::Receiver<ConnState>,
     started: AtomicBool,
     sender: Mutex<Option<watch::Sender<ConnState>>>,
+    /// The request URI of each method called so far, by its descriptor's address, with
+    /// the service it was made for.
+    paths: Mutex<HashMap<usize, (rpc_core::Name, Uri)>>,
+    /// Calls in flight to this address, for the connection's write batching.
+    in_flight: InFlight,
 }
 
 impl Endpoint {
@@ -120,6 +131,8 @@ impl Endpoint {
             state,
             started: AtomicBool::new(false),
             sender: Mutex::new(Some(sender)),
+            paths: Mutex::default(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -164,7 +177,12 @@ impl Endpoint {
             .take();
         if let Some(sender) = sender {
             self.started.store(true, Ordering::Release);
-            tokio::spawn(manage(self.address.clone(), self.config.clone(), sender));
+            tokio::spawn(manage(
+                self.address.clone(),
+                self.config.clone(),
+                self.in_flight.clone(),
+                sender,
+            ));
         }
     }
 
@@ -259,8 +277,20 @@ impl Endpoint {
         }
     }
 
-    fn http_request(&self, request: &Request) -> Result<http::Request<Unary>> {
-        let path = format!("/{}/{}", request.service, request.method.name);
+    /// The URI of `request`'s method, built once per method: a `format!` and a URI parse
+    /// per call showed in profiles.
+    fn uri(&self, request: &Request) -> Result<Uri> {
+        let key = std::ptr::from_ref(request.method) as usize;
+        let mut paths = self
+            .paths
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((service, uri)) = paths.get(&key)
+            && **service == *request.service
+        {
+            return Ok(uri.clone());
+        }
+        let path = format!("/{}/{}", &*request.service, request.method.name);
         let uri = Uri::builder()
             .scheme(if self.config.client_tls.is_some() {
                 "https"
@@ -273,9 +303,20 @@ impl Endpoint {
             .map_err(|e| {
                 Error::Protocol(format!(
                     "{}/{} cannot be a request path: {e}",
-                    request.service, request.method.name
+                    &*request.service, request.method.name
                 ))
             })?;
+        // Methods are static, but one descriptor may serve services named at run time
+        // (generic calls): bound the cache rather than trust their number.
+        if paths.len() >= MAX_CACHED_PATHS {
+            paths.clear();
+        }
+        paths.insert(key, (request.service.clone(), uri.clone()));
+        Ok(uri)
+    }
+
+    fn http_request(&self, request: &Request) -> Result<http::Request<Unary>> {
+        let uri = self.uri(request)?;
         let mut http_request = http::Request::new(Unary::data(message::framed(&request.body)));
         *http_request.method_mut() = Method::POST;
         *http_request.uri_mut() = uri;
@@ -353,7 +394,12 @@ fn http_error(status: StatusCode, headers: &HeaderMap) -> Error {
 
 /// Connects, waits for the connection to end, reconnects with backoff. Ends when every
 /// channel to the address is dropped.
-async fn manage(address: Arc<str>, config: Arc<GrpcConfig>, state: watch::Sender<ConnState>) {
+async fn manage(
+    address: Arc<str>,
+    config: Arc<GrpcConfig>,
+    in_flight: InFlight,
+    state: watch::Sender<ConnState>,
+) {
     let mut backoff = config.reconnect_backoff;
     let mut last_error = None;
     loop {
@@ -361,7 +407,7 @@ async fn manage(address: Arc<str>, config: Arc<GrpcConfig>, state: watch::Sender
             last_error: last_error.take(),
         });
         let attempt = tokio::select! {
-            attempt = open(&address, &config) => attempt,
+            attempt = open(&address, &config, &in_flight) => attempt,
             _ = state.closed() => return,
         };
         let error = match attempt {
@@ -410,7 +456,11 @@ type ConnectionFuture = BoxFuture<'static, std::result::Result<(), hyper::Error>
 
 /// Opens a TCP connection, runs the TLS handshake on it when the transport has client TLS,
 /// then the HTTP/2 handshake.
-async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionFuture)> {
+async fn open(
+    address: &str,
+    config: &GrpcConfig,
+    in_flight: &InFlight,
+) -> Result<(Sender, ConnectionFuture)> {
     let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
         .await
         .map_err(|_| {
@@ -425,7 +475,7 @@ async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionF
         .map_err(|e| Error::unavailable(format!("connect to {address} failed"), Some(e)))?;
     let _ = stream.set_nodelay(true);
     let Some(tls) = &config.client_tls else {
-        return handshake(address, config, stream).await;
+        return handshake(address, config, Coalesce::new(stream, in_flight.clone())).await;
     };
     let name = crate::tls::server_name_for(address, tls.server_name.as_deref())?;
     let stream = tokio::time::timeout(config.connect_timeout, tls.connector.connect(name, stream))
@@ -440,7 +490,7 @@ async fn open(address: &str, config: &GrpcConfig) -> Result<(Sender, ConnectionF
             )
         })?
         .map_err(|e| Error::unavailable(format!("TLS handshake with {address} failed"), Some(e)))?;
-    handshake(address, config, stream).await
+    handshake(address, config, Coalesce::new(stream, in_flight.clone())).await
 }
 
 /// Runs the HTTP/2 handshake on an open (plain or TLS) connection.

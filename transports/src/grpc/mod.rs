@@ -12,11 +12,13 @@
 //!   `tri-code` with core's own [`rpc_core::Code`] (see [`status`]).
 //! - `grpc-timeout` carries the deadline; other headers are attachments, both ways.
 //! - One HTTP/2 connection per provider carries every call as its own stream; HTTP/2 PING
-//!   frames keep it alive and find dead peers. A caller that drops a call resets its
+//!   frames keep it alive and find dead peers when [`GrpcConfig::keepalive`] turns them on
+//!   (off by default, as in tonic). A caller that drops a call resets its
 //!   stream, and the provider aborts the handler.
 
 mod body;
 mod client;
+mod io;
 mod json;
 pub mod message;
 mod metadata;
@@ -49,8 +51,9 @@ pub struct GrpcConfig {
     /// `RESOURCE_EXHAUSTED` ([`rpc_core::Error::MessageTooLarge`]) before anything is
     /// allocated for it.
     pub max_message_len: u32,
-    /// Send an HTTP/2 PING after this long without traffic (default 30 s); `None` sends
-    /// none.
+    /// Send an HTTP/2 PING after this long without traffic; `None` (the default, as
+    /// tonic's and grpc-go's) sends none. With pings on, hyper takes a lock and reads the
+    /// clock for every DATA frame it receives, which costs throughput under load.
     pub keepalive_interval: Option<Duration>,
     /// Close a connection whose PING is not answered within this long (default 20 s).
     pub keepalive_timeout: Duration,
@@ -84,7 +87,7 @@ impl Default for GrpcConfig {
     fn default() -> GrpcConfig {
         GrpcConfig {
             max_message_len: 4 * 1024 * 1024,
-            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(3),
             reconnect_backoff: Duration::from_millis(100),

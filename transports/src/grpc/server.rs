@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::body::Unary;
+use super::io::{Coalesce, InFlight};
 use super::message::{self, MessageError};
 use super::status::{GrpcStatus, TRI_CODE, encode_message, message_for, parse_timeout, tri_name};
 use super::{
@@ -139,6 +140,8 @@ pub(super) struct Connection {
     pub(super) shared: Arc<Shared>,
     session: Mutex<Session<GrpcReply>>,
     next_id: AtomicU64,
+    /// Calls in flight on this connection, for its write batching.
+    in_flight: InFlight,
 }
 
 impl Connection {
@@ -221,11 +224,13 @@ async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let in_flight = InFlight::default();
     let connection = Arc::new(Connection {
         peer,
         session: Mutex::new(shared.dispatcher.session()),
         next_id: AtomicU64::new(1),
         shared: shared.clone(),
+        in_flight: in_flight.clone(),
     });
     let service = {
         let connection = connection.clone();
@@ -234,7 +239,9 @@ where
             async move { Ok::<_, Infallible>(handle(&connection, request).await) }
         })
     };
-    let serving = shared.http.serve_connection(TokioIo::new(stream), service);
+    let serving = shared
+        .http
+        .serve_connection(TokioIo::new(Coalesce::new(stream, in_flight)), service);
     tokio::pin!(serving);
     tokio::select! {
         result = serving.as_mut() => {
@@ -254,6 +261,8 @@ where
 }
 
 async fn handle(connection: &Connection, request: Request<Incoming>) -> Response<Unary> {
+    // Counted until the answer is written (the connection's next flush).
+    let _counted = connection.in_flight.start_until_written();
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -261,7 +270,10 @@ async fn handle(connection: &Connection, request: Request<Incoming>) -> Response
         .unwrap_or_default();
     if content_type.starts_with(b"application/grpc") {
         match codec_for_content_type(content_type) {
-            Some(codec) => grpc(connection, request, codec).await,
+            // Boxed: the call's future is large, and hyper moves the stream's future
+            // (spawning it, among others) before it first polls it; a pointer moves
+            // cheaper than kilobytes.
+            Some(codec) => Box::pin(grpc(connection, request, codec)).await,
             None => {
                 let shown = String::from_utf8_lossy(content_type);
                 status_response(
@@ -277,7 +289,7 @@ async fn handle(connection: &Connection, request: Request<Incoming>) -> Response
             }
         }
     } else if json::accepts(content_type) {
-        json::call(connection, request).await
+        Box::pin(json::call(connection, request)).await
     } else {
         let shown = String::from_utf8_lossy(content_type);
         plain(
