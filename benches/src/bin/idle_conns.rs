@@ -94,7 +94,9 @@ fn clients(addr: SocketAddr, connections: usize) -> Result<(), String> {
                 .build()
                 .map_err(|e| format!("client: {e}"))?;
             let caller = client.clone();
-            pending.push(tokio::spawn(async move { caller.echo(vec![7u8; 64]).await }));
+            pending.push(tokio::spawn(
+                async move { caller.echo(vec![7u8; 64]).await },
+            ));
             held.push(client);
             if pending.len() == OPENING_AT_ONCE {
                 for call in pending.drain(..) {
