@@ -152,8 +152,6 @@ pub mod __private {
 
     /// Encodes a handler's return value.
     pub fn encode_result<F: Encode<R>, R>(codec: Codec, value: &R) -> Result<Bytes> {
-        let mut out = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
-        F::encode(codec, value, &mut out)?;
-        Ok(out.freeze())
+        crate::codec::encode_to_bytes(|out| F::encode(codec, value, out))
     }
 }

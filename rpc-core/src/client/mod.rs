@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::util::BoxCloneSyncService;
@@ -294,14 +293,14 @@ impl Client {
             .or(method.timeout_ms.map(Duration::from_millis))
             .or_else(|| self.shared.configured_timeout(method))
             .unwrap_or(self.shared.timeout);
-        let mut body = BytesMut::with_capacity(crate::codec::ENCODE_CAPACITY);
-        F::encode(self.shared.codec, args, &mut body)?;
+        let codec = self.shared.codec;
+        let body = crate::codec::encode_to_bytes(|out| F::encode(codec, args, out))?;
         let mut request = Request::new(
             self.shared.service.clone(),
             self.shared.version.clone(),
             method,
-            self.shared.codec,
-            body.freeze(),
+            codec,
+            body,
             timeout,
         );
         request.hash_key = hash_key;

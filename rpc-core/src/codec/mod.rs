@@ -17,8 +17,10 @@ mod bincode;
 mod blob;
 mod json;
 pub(crate) mod protobuf;
+mod shared_buffer;
 
 pub use blob::Blob;
+pub(crate) use shared_buffer::encode_to_bytes;
 
 use bytes::BytesMut;
 use serde::Serialize;
