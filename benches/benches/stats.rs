@@ -19,19 +19,17 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("stats");
     for (name, side) in [("provider", Side::Provider), ("consumer", Side::Consumer)] {
         let stats = Stats::new().method(side, "bench.Echo", "echo");
-        group.bench_function(name, |b| b.iter(|| count_one(&stats)));
+        group.bench_function(name, |b| b.iter(|| count_one(stats)));
         let stop = Arc::new(AtomicBool::new(false));
         let rival = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    count_one(&stats);
+                    count_one(stats);
                 }
             })
         };
-        group.bench_function(format!("{name}-contended"), |b| {
-            b.iter(|| count_one(&stats))
-        });
+        group.bench_function(format!("{name}-contended"), |b| b.iter(|| count_one(stats)));
         stop.store(true, Ordering::Relaxed);
         let _ = rival.join();
     }
