@@ -1,6 +1,7 @@
 //! Load balancer micro benchmarks: the cost of one pick, for each balancer `by_name`
-//! knows, over 10 and 100 providers of equal weight, and (`NAME-mixed`) of weights
-//! 1, 2, 3, ... (no retry, no warm-up).
+//! knows, over 10 and 100 providers of equal weight, (`NAME-mixed`) of weights 1, 2, 3,
+//! ..., and (`NAME-busy`) of equal weight with calls in flight: 0, 1, 2 or 3 by position,
+//! so a quarter of them tie for the fewest (no retry, no warm-up).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -41,7 +42,12 @@ fn request() -> Request {
 fn pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("loadbalance");
     let tried = Tried::default();
-    for (count, mixed) in [(10usize, false), (100, false), (100, true)] {
+    for (count, mixed, busy) in [
+        (10usize, false, false),
+        (100, false, false),
+        (100, true, false),
+        (100, false, true),
+    ] {
         let mut providers = providers(count);
         assert_eq!(providers.len(), count, "every provider made");
         if mixed {
@@ -52,6 +58,16 @@ fn pick(c: &mut Criterion) {
                 .collect::<Vec<_>>()
                 .into();
         }
+        // Calls made and never polled: each counts in flight until dropped, and sends
+        // nothing.
+        let in_flight: Vec<_> = match busy {
+            true => providers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| (0..i % 4).map(move |_| p.call(request())))
+                .collect(),
+            false => Vec::new(),
+        };
         for name in loadbalance::NAMES {
             let Ok(balancer) = loadbalance::by_name(name) else {
                 continue;
@@ -63,9 +79,10 @@ fn pick(c: &mut Criterion) {
             request.hash_key = Some(0);
             black_box(balancer.select(&providers, &request, &tried));
             let mut key = 0u64;
-            let id = match mixed {
-                true => format!("{name}-mixed"),
-                false => name.to_owned(),
+            let id = match (mixed, busy) {
+                (true, _) => format!("{name}-mixed"),
+                (_, true) => format!("{name}-busy"),
+                _ => name.to_owned(),
             };
             group.bench_function(BenchmarkId::new(id, count), |b| {
                 b.iter(|| {
@@ -76,6 +93,7 @@ fn pick(c: &mut Criterion) {
                 });
             });
         }
+        drop(in_flight);
     }
     group.finish();
 }

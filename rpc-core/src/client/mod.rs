@@ -37,7 +37,7 @@ use crate::transport::{Channel, Transport};
 use crate::{Attachments, Codec, Error, Request, Response, Result};
 
 pub use breaker::{BreakerConfig, BreakerSnapshot, BreakerState};
-pub use cluster::{Cluster, ClusterMode, FailbackPolicy};
+pub use cluster::{Cluster, ClusterMode, ClusterStrategy, FailbackPolicy};
 pub use deadline::{Deadline, DeadlineLayer};
 pub use directory::{Directory, StaticDirectory};
 pub use loadbalance::{
@@ -324,6 +324,8 @@ pub struct ClientBuilder<S = Client> {
     load_balance: Option<Arc<dyn LoadBalance>>,
     load_balance_name: Option<String>,
     cluster: ClusterMode,
+    /// A strategy given by value; runs instead of `cluster` when set.
+    cluster_strategy: Option<Arc<dyn ClusterStrategy>>,
     retries: u32,
     forks: usize,
     failback: cluster::FailbackPolicy,
@@ -357,6 +359,7 @@ impl<S: FromClient> ClientBuilder<S> {
             load_balance: None,
             load_balance_name: None,
             cluster: ClusterMode::default(),
+            cluster_strategy: None,
             retries: cluster::DEFAULT_RETRIES,
             forks: cluster::DEFAULT_FORKS,
             failback: cluster::FailbackPolicy::default(),
@@ -488,6 +491,15 @@ impl<S: FromClient> ClientBuilder<S> {
     /// The cluster mode of methods that do not name one (default: failover).
     pub fn cluster(mut self, mode: ClusterMode) -> ClientBuilder<S> {
         self.cluster = mode;
+        self.cluster_strategy = None;
+        self
+    }
+
+    /// Runs the methods that do not name a cluster mode with `strategy`, a
+    /// [`ClusterStrategy`] of your own, instead of a built-in mode. A method's
+    /// `#[rpc(cluster = "...")]` (or its configuration section) still picks its own mode.
+    pub fn cluster_strategy(mut self, strategy: impl ClusterStrategy) -> ClientBuilder<S> {
+        self.cluster_strategy = Some(Arc::new(strategy));
         self
     }
 
@@ -790,15 +802,21 @@ impl<S: FromClient> ClientBuilder<S> {
             .retries(self.retries)
             .forks(self.forks)
             .failback(self.failback);
+        if let Some(strategy) = self.cluster_strategy {
+            cluster = cluster.strategy(strategy);
+        }
         let descriptor = S::descriptor().or(self.descriptor);
         if let Some(descriptor) = descriptor {
             cluster = cluster.with_methods(descriptor)?;
             for (index, method) in descriptor.methods.iter().enumerate() {
-                let mode = cluster.mode_of(method);
-                let swallows = matches!(mode, ClusterMode::Failsafe | ClusterMode::Failback);
+                let swallows = cluster.needs_default(method);
                 if swallows && S::descriptor().is_some() && !S::has_default(index) {
+                    let mode = match cluster.mode_of(method) {
+                        Some(mode) => format!("{mode:?}"),
+                        None => "its cluster strategy".to_owned(),
+                    };
                     return Err(Error::Config(format!(
-                        "method {}: {mode:?} needs a return type with a Default, to give the \
+                        "method {}: {mode} needs a return type with a Default, to give the \
                          caller when the call fails; use another cluster mode for it",
                         method.name
                     )));

@@ -1,7 +1,7 @@
 //! The cluster stage: where a call meets the provider list, and where retries live.
 //!
 //! For each call it lists the [`Directory`], walks the load balancer's candidates through a
-//! [`Picker`] and sends attempts to providers ([`crate::client::Provider::call`]) as its mode says:
+//! [`Picker`](super::loadbalance::Picker) and sends attempts to providers ([`crate::client::Provider::call`]) as its mode says:
 //!
 //! - **failover** (default, as in Dubbo): on a failure that allows it, retry on the next
 //!   candidate, at most `retries` times (default 2). A call that never reached a provider
@@ -22,8 +22,16 @@
 //! Settings come per method from `#[rpc(cluster = "...", retries = N, loadbalance = "...")]`,
 //! else from the client builder. They are resolved once when the client is built, so an
 //! unknown name is a configuration error then, not a surprise on the first call.
+//!
+//! The modes are values of one extension point, [`ClusterStrategy`]: a [`ClusterMode`] is
+//! one, and a strategy of your own (given by value to
+//! [`ClientBuilder::cluster_strategy`](crate::ClientBuilder::cluster_strategy)) gets the
+//! same [`Invocation`]: the providers, the method's load balancer as candidates, and a way
+//! to send one attempt through the client's traffic guards. Built-in modes run in place,
+//! with no boxed future; a user strategy costs one box per call.
 
 mod failback;
+mod strategy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,7 +41,7 @@ use futures_util::future::BoxFuture;
 use tower::Service;
 
 use super::directory::Directory;
-use super::loadbalance::{self, LoadBalance, Picker};
+use super::loadbalance::{self, LoadBalance};
 use super::provider::Provider;
 use super::providers::Providers;
 use super::traffic::Traffic;
@@ -43,12 +51,13 @@ use crate::request::Name;
 use crate::{Code, Error, Request, Response, Result};
 
 pub use failback::FailbackPolicy;
+pub use strategy::{Candidates, ClusterStrategy, Invocation, StrategyFuture};
 
 /// Dubbo's default number of retries for failover (3 attempts in all).
 pub const DEFAULT_RETRIES: u32 = 2;
 
 /// How long `available` skips a provider after a call found it unreachable.
-const REACHABLE_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const REACHABLE_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Dubbo's default number of parallel calls for forking.
 pub const DEFAULT_FORKS: usize = 2;
@@ -94,10 +103,26 @@ impl std::str::FromStr for ClusterMode {
     }
 }
 
+/// A built-in mode, run in place, or a user's strategy, run through its boxed future.
+#[derive(Clone)]
+enum Strategy {
+    Mode(ClusterMode),
+    Custom(Arc<dyn ClusterStrategy>),
+}
+
+impl Strategy {
+    fn needs_default(&self) -> bool {
+        match self {
+            Strategy::Mode(mode) => mode.needs_default(),
+            Strategy::Custom(strategy) => strategy.needs_default(),
+        }
+    }
+}
+
 /// What the cluster does for one method.
 #[derive(Clone)]
-struct Policy {
-    mode: ClusterMode,
+pub(super) struct Policy {
+    strategy: Strategy,
     retries: u32,
     forks: usize,
     balancer: Arc<dyn LoadBalance>,
@@ -122,9 +147,9 @@ impl Policy {
         let cluster = method.cluster.or(configured.cluster.as_deref());
         let balancer = method.loadbalance.or(configured.loadbalance.as_deref());
         Ok(Policy {
-            mode: match cluster {
-                Some(name) => name.parse().map_err(context)?,
-                None => defaults.mode,
+            strategy: match cluster {
+                Some(name) => Strategy::Mode(name.parse().map_err(context)?),
+                None => defaults.strategy.clone(),
             },
             retries: method
                 .retries
@@ -136,13 +161,6 @@ impl Policy {
                 _ => defaults.balancer.clone(),
             },
         })
-    }
-
-    fn attempts(&self) -> u32 {
-        match self.mode {
-            ClusterMode::Failover => self.retries.saturating_add(1),
-            _ => 1,
-        }
     }
 }
 
@@ -176,7 +194,7 @@ impl Cluster {
             service,
             directory,
             defaults: Policy {
-                mode: ClusterMode::default(),
+                strategy: Strategy::Mode(ClusterMode::default()),
                 retries: DEFAULT_RETRIES,
                 forks: DEFAULT_FORKS,
                 balancer,
@@ -196,7 +214,13 @@ impl Cluster {
 
     /// The mode of methods that do not name one.
     pub fn mode(mut self, mode: ClusterMode) -> Cluster {
-        self.defaults.mode = mode;
+        self.defaults.strategy = Strategy::Mode(mode);
+        self
+    }
+
+    /// Runs methods that do not name a mode with `strategy` instead of a built-in mode.
+    pub fn strategy(mut self, strategy: Arc<dyn ClusterStrategy>) -> Cluster {
+        self.defaults.strategy = Strategy::Custom(strategy);
         self
     }
 
@@ -246,10 +270,22 @@ impl Cluster {
         Ok(self)
     }
 
-    /// The cluster mode calls of `method` use.
-    pub fn mode_of(&self, method: &'static MethodDescriptor) -> ClusterMode {
+    /// The built-in cluster mode calls of `method` use; `None` when a strategy given by
+    /// value ([`Cluster::strategy`]) runs them.
+    pub fn mode_of(&self, method: &'static MethodDescriptor) -> Option<ClusterMode> {
+        match &self.resolved(method).unwrap_or(&self.defaults).strategy {
+            Strategy::Mode(mode) => Some(*mode),
+            Strategy::Custom(_) => None,
+        }
+    }
+
+    /// True when a failed call of `method` gives the return type's `Default`
+    /// ([`ClusterStrategy::needs_default`]).
+    pub fn needs_default(&self, method: &'static MethodDescriptor) -> bool {
         self.resolved(method)
-            .map_or(self.defaults.mode, |policy| policy.mode)
+            .unwrap_or(&self.defaults)
+            .strategy
+            .needs_default()
     }
 
     /// The traffic control of this cluster's calls.
@@ -324,106 +360,95 @@ impl Cluster {
                 return Err(Error::NoProvider(service.to_string()));
             }
         }
-        match policy.mode {
-            ClusterMode::Failover | ClusterMode::Failfast => {
-                failover(&providers, request, policy, service, traffic).await
-            }
-            ClusterMode::Forking => forking(&providers, request, policy, traffic).await,
-            ClusterMode::Broadcast => broadcast(&providers, request, traffic).await,
-            ClusterMode::Available => {
-                let usable = |p: &Provider| {
-                    p.stats.is_reachable(REACHABLE_AGAIN_AFTER)
-                        && !traffic.is_some_and(|t| t.skips(p, request.method))
-                };
-                let reachable = providers.iter().position(usable).or_else(|| {
-                    providers
-                        .iter()
-                        .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER))
-                });
-                match reachable {
-                    Some(index) => {
-                        let provider = &providers[index];
-                        call_one(traffic, provider, attempt_of(&request, provider, 0)).await
-                    }
-                    None => Err(Error::NoProvider(format!(
-                        "{service}: no provider is reachable"
-                    ))),
-                }
-            }
-            ClusterMode::Failsafe | ClusterMode::Failback => {
-                // The caller's deadline is enforced here too, so that a timeout is
-                // swallowed like any other failure (both timers share the instant;
-                // the inner one is polled first).
-                let deadline = request.deadline;
-                let budget = request.timeout;
-                let method = request.method.name;
-                let retry = (policy.mode == ClusterMode::Failback).then(|| request.clone());
-                let once = failover(&providers, request, policy, service, traffic);
-                let error = match tokio::time::timeout_at(deadline.into(), once).await {
-                    Ok(Ok(response)) => return Ok(response),
-                    Ok(Err(error)) => error,
-                    Err(_) => Error::Timeout(budget),
-                };
-                match retry {
-                    Some(request) => {
-                        tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
-                        self.failback.push(request, policy.clone());
-                    }
-                    None => {
-                        tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
-                    }
-                }
-                Err(Error::Failsafe(Box::new(error)))
-            }
+        let call = Invocation {
+            providers: &providers,
+            request: &request,
+            policy,
+            service,
+            traffic,
+            failback: &self.failback,
+        };
+        match &policy.strategy {
+            Strategy::Mode(mode) => mode.run(call).await,
+            Strategy::Custom(strategy) => strategy.invoke(call).await,
         }
     }
 }
 
-/// One attempt on `provider`: through the client's traffic guards when it has any.
-async fn call_one(
-    traffic: Option<&Traffic>,
-    provider: &Provider,
-    request: Request,
-) -> Result<Response> {
-    match traffic {
-        None => provider.call(request).await,
-        Some(traffic) => traffic.call(provider, request).await,
+impl ClusterStrategy for ClusterMode {
+    fn invoke<'a>(&'a self, call: Invocation<'a>) -> StrategyFuture<'a> {
+        Box::pin(self.run(call))
+    }
+
+    fn needs_default(&self) -> bool {
+        matches!(self, ClusterMode::Failsafe | ClusterMode::Failback)
     }
 }
 
-/// The picker's next candidate, passing over providers that are no use now while another
-/// one is: a provider whose connection was refused or lost in the last second (the
-/// transport reconnects meanwhile), and one whose breaker is open for the method. When
-/// every candidate is such, the first (which then fails fast, or finds the provider back).
-///
-/// Without this, a dead provider would draw calls: it has nothing in flight, so
-/// least-active prefers it, and several dead entries (a crashed provider's nodes wait for
-/// their session to expire) could take every attempt of a call.
-fn next_candidate<'a>(
-    picker: &mut Picker<'a>,
-    traffic: Option<&Traffic>,
-    request: &Request,
-    providers: usize,
-) -> Option<&'a Provider> {
-    let usable = |provider: &Provider| {
-        provider.stats.is_reachable(REACHABLE_AGAIN_AFTER)
-            && !traffic.is_some_and(|t| t.skips(provider, request.method))
+impl ClusterMode {
+    /// Runs `call` in this mode: what [`ClusterStrategy::invoke`] boxes, and what the
+    /// cluster awaits in place.
+    async fn run(self, call: Invocation<'_>) -> Result<Response> {
+        match self {
+            ClusterMode::Failover => {
+                failover(call, call.policy.retries.saturating_add(1), true).await
+            }
+            ClusterMode::Failfast => failover(call, 1, false).await,
+            ClusterMode::Forking => forking(call).await,
+            ClusterMode::Broadcast => broadcast(call).await,
+            ClusterMode::Available => available(call).await,
+            ClusterMode::Failsafe => failsafe(call, false).await,
+            ClusterMode::Failback => failsafe(call, true).await,
+        }
+    }
+}
+
+/// The first provider in list order that is usable (see [`Invocation::candidates`]), else
+/// the first reachable one; one attempt.
+async fn available(call: Invocation<'_>) -> Result<Response> {
+    let providers = call.providers;
+    let reachable = providers
+        .iter()
+        .position(|p| call.is_usable(p))
+        .or_else(|| {
+            providers
+                .iter()
+                .position(|p| p.stats.is_reachable(REACHABLE_AGAIN_AFTER))
+        });
+    match reachable {
+        Some(index) => call.call(&providers[index], 0).await,
+        None => Err(Error::NoProvider(format!(
+            "{}: no provider is reachable",
+            call.service
+        ))),
+    }
+}
+
+/// One attempt; a failure is logged and becomes [`Error::Failsafe`] (the stub gives the
+/// return type's `Default`); with `failback`, the failed call is queued for retries too.
+async fn failsafe(call: Invocation<'_>, failback: bool) -> Result<Response> {
+    // The caller's deadline is enforced here too, so that a timeout is swallowed like any
+    // other failure (both timers share the instant; the inner one is polled first).
+    let request = call.request;
+    let service = call.service;
+    let method = request.method.name;
+    let once = failover(call, 1, true);
+    let error = match tokio::time::timeout_at(request.deadline.into(), once).await {
+        Ok(Ok(response)) => return Ok(response),
+        Ok(Err(error)) => error,
+        Err(_) => Error::Timeout(request.timeout),
     };
-    let first = picker.next()?;
-    if usable(first) {
-        return Some(first);
+    if failback {
+        tracing::info!(service = %service, method, %error, "call failed, retrying it in the background");
+        call.failback.push(request.clone(), call.policy.clone());
+    } else {
+        tracing::warn!(service = %service, method, %error, "failsafe call failed, returning the default")
     }
-    for _ in 1..providers {
-        let next = picker.next()?;
-        if usable(next) {
-            return Some(next);
-        }
-    }
-    Some(first)
+    Err(Error::Failsafe(Box::new(error)))
 }
 
 /// `request` as sent to `provider` for attempt number `attempt`.
-fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
+pub(super) fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
     let mut this = request.clone();
     this.attempt = attempt;
     this.provider = Some(provider.address.clone());
@@ -433,33 +458,30 @@ fn attempt_of(request: &Request, provider: &Provider, attempt: u32) -> Request {
 /// One attempt, then the next candidate while the failure allows a retry. When the
 /// attempts run out on more than one provider the error names each attempt
 /// ([`Error::Exhausted`]).
-async fn failover(
-    providers: &Providers,
-    request: Request,
-    policy: &Policy,
-    service: &Name,
-    traffic: Option<&Traffic>,
-) -> Result<Response> {
-    let attempts = policy.attempts();
-    let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
+///
+/// With `wait_for_ready`, the last attempt may wait (within the deadline) for a connection
+/// that is down and being retried; failfast does not.
+async fn failover(call: Invocation<'_>, attempts: u32, wait_for_ready: bool) -> Result<Response> {
+    let (providers, request, service) = (call.providers, call.request, call.service);
+    let mut candidates = call.candidates();
     // Filled only once an attempt failed: the success path allocates nothing here.
     let mut failed: Vec<(String, Error)> = Vec::new();
     let mut attempt = 0;
     loop {
-        let Some(provider) = next_candidate(&mut picker, traffic, &request, providers.len()) else {
+        let Some(provider) = candidates.next() else {
             return Err(Error::NoProvider(service.to_string()));
         };
-        let mut this = attempt_of(&request, provider, attempt);
+        let mut this = call.request_for(provider, attempt);
         // No other provider will be tried for this call: the transport may wait, within
         // the deadline, for a connection that is down and being retried.
-        this.wait_for_ready = policy.mode != ClusterMode::Failfast
-            && (attempt + 1 >= attempts || attempt as usize + 1 >= providers.len());
-        let error = match call_one(traffic, provider, this).await {
+        this.wait_for_ready =
+            wait_for_ready && (attempt + 1 >= attempts || attempt as usize + 1 >= providers.len());
+        let error = match call.send(provider, this).await {
             Ok(response) => return Ok(response),
             Err(error) => error,
         };
         attempt += 1;
-        if !may_retry(&error, &request) {
+        if !may_retry(&error, request) {
             return Err(error);
         }
         failed.push((provider.address.to_string(), error));
@@ -493,24 +515,13 @@ async fn failover(
 
 /// `forks` candidates at once; the first success wins. Dropping the others cancels them,
 /// and the transport tells their providers to abort.
-async fn forking(
-    providers: &Providers,
-    request: Request,
-    policy: &Policy,
-    traffic: Option<&Traffic>,
-) -> Result<Response> {
-    let forks = policy.forks.clamp(1, providers.len());
-    let mut picker = Picker::new(providers, &request, policy.balancer.as_ref());
-    let calls: Vec<_> = (0..forks)
-        .map_while(|_| next_candidate(&mut picker, traffic, &request, providers.len()))
+async fn forking(call: Invocation<'_>) -> Result<Response> {
+    let forks = call.forks().min(call.providers.len());
+    let calls: Vec<_> = call
+        .candidates()
+        .take(forks)
         .enumerate()
-        .map(|(index, provider)| {
-            Box::pin(call_one(
-                traffic,
-                provider,
-                attempt_of(&request, provider, index as u32),
-            ))
-        })
+        .map(|(index, provider)| Box::pin(call.call(provider, index as u32)))
         .collect();
     futures_util::future::select_ok(calls)
         .await
@@ -518,18 +529,12 @@ async fn forking(
 }
 
 /// Every provider at once; the answer of the last one when all succeed.
-async fn broadcast(
-    providers: &[Provider],
-    request: Request,
-    traffic: Option<&Traffic>,
-) -> Result<Response> {
-    let calls = providers.iter().enumerate().map(|(index, provider)| {
-        call_one(
-            traffic,
-            provider,
-            attempt_of(&request, provider, index as u32),
-        )
-    });
+async fn broadcast(call: Invocation<'_>) -> Result<Response> {
+    let providers = call.providers;
+    let calls = providers
+        .iter()
+        .enumerate()
+        .map(|(index, provider)| call.call(provider, index as u32));
     let results = futures_util::future::join_all(calls).await;
     let total = results.len();
     let mut failed = Vec::new();
@@ -547,7 +552,7 @@ async fn broadcast(
 }
 
 /// Whether a failed attempt may be repeated on another provider.
-fn may_retry(error: &Error, request: &Request) -> bool {
+pub(super) fn may_retry(error: &Error, request: &Request) -> bool {
     let idempotent = request.method.idempotent && !request.oneway;
     match error {
         // The provider never ran it: not sent, refused before running, or not served there.
@@ -612,12 +617,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             cluster.mode_of(&METHODS[0]),
-            ClusterMode::Failfast,
+            Some(ClusterMode::Failfast),
             "attribute"
         );
         assert_eq!(
             cluster.mode_of(&METHODS[1]),
-            ClusterMode::Forking,
+            Some(ClusterMode::Forking),
             "section"
         );
         let retries = |method| cluster.resolved(method).unwrap().retries;
