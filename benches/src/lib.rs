@@ -12,3 +12,11 @@ pub mod stats;
 pub mod tarpc_echo;
 pub mod tls_echo;
 pub mod tonic_echo;
+
+/// The multi-threaded tokio runtime every benchmark process runs on, with `threads` workers.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}

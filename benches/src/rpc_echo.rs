@@ -50,6 +50,19 @@ pub async fn serve(addr: &str) -> rpc_core::Result<(SocketAddr, impl Future<Outp
     serve_with(addr, Limits::None, true).await
 }
 
+/// Serves [`EchoImpl`] on a free loopback port of `transport` with the server builder's
+/// defaults (what a new user writes), running in the background; its address.
+pub async fn serve_defaults(transport: TcpTransport) -> rpc_core::Result<SocketAddr> {
+    let server = rpc_core::Server::builder()
+        .transport(transport)
+        .add_service(EchoServer::new(EchoImpl))
+        .bind("127.0.0.1:0")
+        .await?;
+    let addr = server.local_addr();
+    tokio::spawn(server.run_until(std::future::pending()));
+    Ok(addr)
+}
+
 /// Which limits an echo server enforces (to measure what they cost).
 #[derive(Debug, Clone)]
 pub enum Limits {

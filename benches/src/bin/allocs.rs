@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use benches::rpc_echo::{EchoClient, EchoImpl, EchoServer};
+use benches::rpc_echo::{self, EchoClient};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use transports::TcpTransport;
 
@@ -116,28 +116,13 @@ impl Count {
     }
 }
 
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-}
-
 /// The provider: serves the echo, prints its address, then answers every `mark` on stdin
 /// with its counters; exits when stdin closes.
 fn serve() -> Result<(), String> {
-    let rt = runtime(2).map_err(|e| format!("runtime: {e}"))?;
-    let addr = rt.block_on(async {
-        let server = rpc_core::Server::builder()
-            .transport(TcpTransport::default())
-            .add_service(EchoServer::new(EchoImpl))
-            .bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("bind: {e}"))?;
-        let addr = server.local_addr();
-        tokio::spawn(server.run_until(std::future::pending()));
-        Ok::<SocketAddr, String>(addr)
-    })?;
+    let rt = benches::runtime(2).map_err(|e| format!("runtime: {e}"))?;
+    let addr = rt
+        .block_on(rpc_echo::serve_defaults(TcpTransport::default()))
+        .map_err(|e| format!("bind: {e}"))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{addr}").map_err(|e| e.to_string())?;
     out.flush().map_err(|e| e.to_string())?;
@@ -244,7 +229,7 @@ async fn run(client: &EchoClient, calls: usize, concurrency: usize, size: usize)
 
 fn measure(options: &Options) -> Result<(), String> {
     let (mut provider, addr) = Provider::start()?;
-    let rt = runtime(2).map_err(|e| format!("runtime: {e}"))?;
+    let rt = benches::runtime(2).map_err(|e| format!("runtime: {e}"))?;
     let client = rt.block_on(async {
         EchoClient::builder()
             .transport(TcpTransport::default())

@@ -23,20 +23,13 @@ use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use benches::rpc_echo::{EchoClient, EchoImpl, EchoServer};
+use benches::rpc_echo::{self, EchoClient};
 use transports::{TcpConfig, TcpTransport};
 
 const USAGE: &str = "usage: idle_conns [--connections N]";
 
 /// Connections opened at once by the consumer process.
 const OPENING_AT_ONCE: usize = 200;
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
 
 /// Raises the soft open-file limit to the hard one; returns the limit now in force.
 fn raise_nofile() -> Result<u64, String> {
@@ -81,7 +74,7 @@ fn clients(addr: SocketAddr, connections: usize) -> Result<(), String> {
     if (limit as usize) < connections + 64 {
         eprintln!("idle_conns: consumer open-file limit {limit} < {connections} connections");
     }
-    let rt = runtime().map_err(|e| format!("runtime: {e}"))?;
+    let rt = benches::runtime(2).map_err(|e| format!("runtime: {e}"))?;
     let held = rt.block_on(async {
         let mut held = Vec::with_capacity(connections);
         let mut pending = Vec::new();
@@ -129,19 +122,11 @@ fn provider(connections: usize) -> Result<(), String> {
              the run will fall short"
         );
     }
-    let rt = runtime().map_err(|e| format!("runtime: {e}"))?;
-    let addr = rt.block_on(async {
-        let transport = TcpTransport::new(TcpConfig::default().max_connections(connections + 100));
-        let server = rpc_core::Server::builder()
-            .transport(transport)
-            .add_service(EchoServer::new(EchoImpl))
-            .bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("bind: {e}"))?;
-        let addr = server.local_addr();
-        tokio::spawn(server.run_until(std::future::pending()));
-        Ok::<SocketAddr, String>(addr)
-    })?;
+    let rt = benches::runtime(2).map_err(|e| format!("runtime: {e}"))?;
+    let transport = TcpTransport::new(TcpConfig::default().max_connections(connections + 100));
+    let addr = rt
+        .block_on(rpc_echo::serve_defaults(transport))
+        .map_err(|e| format!("bind: {e}"))?;
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kib()?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;

@@ -158,13 +158,6 @@ impl Options {
     }
 }
 
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (serve, rest) = match args.split_first() {
@@ -206,7 +199,7 @@ fn run_server(options: &Options) -> Result<(), String> {
         let _ = std::io::stdin().read_to_end(&mut sink);
         std::process::exit(0);
     });
-    let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
+    let rt = benches::runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
         match system.as_str() {
             "rpc" | "rpc-bare" | "rpc-nostats" | "rpc-breaker" | "rpc-limited" | "rpc-redis"
@@ -669,7 +662,7 @@ fn describe(ratios: &[f64]) -> Option<(f64, String)> {
 }
 
 fn run_benchmarks(options: &Options) -> Result<(), String> {
-    let rt = runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
+    let rt = benches::runtime(options.threads).map_err(|e| format!("runtime: {e}"))?;
     let window = Duration::from_secs_f64(options.secs);
     eprintln!(
         "# loadgen: {} s (+{} s warm-up), concurrency {}, payload {} B, {} worker threads per process, {} cores",
