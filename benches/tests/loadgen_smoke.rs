@@ -4,37 +4,49 @@
 
 use std::process::Command;
 
-#[test]
-fn a_short_run_of_every_system_completes_without_errors() {
+/// Runs `loadgen` with `args`, which must succeed; its stdout, and its stderr for messages.
+fn run_loadgen(args: &[&str]) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--secs",
-            "0.3",
-            "--warmup",
-            "0.1",
-            "--concurrency",
-            "4",
-            "--size",
-            "32",
-            "--rounds",
-            "2",
-            "--systems",
-            "raw,rpc,rpc-bare,rpc-token,tarpc,tonic",
-        ])
+        .args(args)
         .output()
         .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    (stdout, stderr)
+}
+
+/// The result line of `system`, which must report no errors.
+fn system_line<'a>(stdout: &'a str, stderr: &str, system: &str) -> &'a str {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("system={system} ")))
+        .unwrap_or_else(|| panic!("no line for {system} in:\n{stdout}\n{stderr}"));
+    assert!(line.contains(" errors=0"), "{line}\n{stderr}");
+    line
+}
+
+#[test]
+fn a_short_run_of_every_system_completes_without_errors() {
+    let (stdout, stderr) = run_loadgen(&[
+        "--secs",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--concurrency",
+        "4",
+        "--size",
+        "32",
+        "--rounds",
+        "2",
+        "--systems",
+        "raw,rpc,rpc-bare,rpc-token,tarpc,tonic",
+    ]);
     for system in ["raw", "rpc", "rpc-bare", "rpc-token", "tarpc", "tonic"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("system={system} ")))
-            .unwrap_or_else(|| panic!("no line for {system} in:\n{stdout}\n{stderr}"));
-        assert!(line.contains(" errors=0"), "{line}\n{stderr}");
+        let line = system_line(&stdout, &stderr, system);
         let qps: f64 = line
             .split_whitespace()
             .find_map(|f| f.strip_prefix("qps="))
@@ -94,32 +106,19 @@ fn payloads_over_8_mib_are_rejected() {
 /// (benches/README.md). `tonic` fails here with its default 4 MiB limit.
 #[test]
 fn an_8_mib_payload_is_echoed_by_raw_and_tonic() {
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "--secs",
-            "0.5",
-            "--warmup",
-            "0",
-            "--concurrency",
-            "2",
-            "--size",
-            "8388608",
-            "--systems",
-            "raw,tonic",
-        ])
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = run_loadgen(&[
+        "--secs",
+        "0.5",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "2",
+        "--size",
+        "8388608",
+        "--systems",
+        "raw,tonic",
+    ]);
     for system in ["raw", "tonic"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("system={system} ")))
-            .unwrap_or_else(|| panic!("no line for {system} in:\n{stdout}\n{stderr}"));
-        assert!(line.contains(" errors=0"), "{line}\n{stderr}");
+        system_line(&stdout, &stderr, system);
     }
 }
