@@ -47,6 +47,7 @@ macro_rules! include_proto {
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::byte_string::{ByteBuf, ByteStr};
     pub use bytes::{Bytes, BytesMut};
     pub use futures_util::future::BoxFuture;
 

@@ -89,6 +89,36 @@ pub(crate) struct Arg {
     pub(crate) ty: Type,
 }
 
+/// Whether `ty` is spelled `Vec<u8>` (bare, or as `std::vec::Vec<u8>` / `alloc::vec::Vec<u8>`).
+///
+/// serde writes a `Vec<u8>` one element at a time; the stub and skeleton carry such
+/// arguments and results as byte strings instead (`rpc_core::__private::{ByteStr, ByteBuf}`),
+/// which is the same bytes on the wire at a fraction of the cost. The macro sees only
+/// tokens, so a type alias for `Vec<u8>` keeps the element-wise path.
+pub(crate) fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    if path.qself.is_some() {
+        return false;
+    }
+    let segments = &path.path.segments;
+    let Some(last) = segments.last() else {
+        return false;
+    };
+    let prefix_ok = segments.iter().take(segments.len() - 1).all(|segment| {
+        ["std", "alloc", "vec"]
+            .iter()
+            .any(|name| segment.ident == name)
+    });
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    let is_u8 = |arg: &syn::GenericArgument| {
+        matches!(arg, syn::GenericArgument::Type(Type::Path(inner))
+            if inner.qself.is_none() && inner.path.is_ident("u8"))
+    };
+    last.ident == "Vec" && prefix_ok && args.args.len() == 1 && args.args.iter().all(is_u8)
+}
+
 /// Per-method options from `#[rpc(...)]`; see the crate docs for their meaning.
 #[derive(Default)]
 pub(crate) struct MethodOptions {

@@ -1,9 +1,9 @@
 //! The server skeleton `<Trait>Server<T>`: decodes, calls the implementation, encodes.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 
-use crate::model::{Method, Service};
+use crate::model::{Method, Service, is_byte_vec};
 use crate::wire_types;
 
 /// The skeleton struct, its constructors and its `Skeleton` impl.
@@ -97,10 +97,27 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
 fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
     let trait_ident = service.ident();
     let ident = &method.ident;
-    let types = method.args.iter().map(|arg| &arg.ty);
+    // A `Vec<u8>` comes and goes as a byte string (see `model::is_byte_vec`).
+    let types = method.args.iter().map(|arg| match is_byte_vec(&arg.ty) {
+        true => quote!(::rpc_core::__private::ByteBuf),
+        false => arg.ty.to_token_stream(),
+    });
     let bindings: Vec<_> = (0..method.args.len())
         .map(|i| format_ident!("arg{}", i))
         .collect();
+    let values =
+        method
+            .args
+            .iter()
+            .zip(&bindings)
+            .map(|(arg, binding)| match is_byte_vec(&arg.ty) {
+                true => quote!(#binding.into_inner()),
+                false => quote!(#binding),
+            });
+    let ret = match is_byte_vec(&method.output) {
+        true => quote!(&::rpc_core::__private::ByteStr(&ret)),
+        false => quote!(&ret),
+    };
     // Spanned at the context's type: a type that is not `rpc_core::Context` fails there.
     let cx = method.context.map(|span| quote_spanned!(span=> &cx,));
     // The service's format, or a stand-in when a type cannot cross the wire (`wire_types`
@@ -110,7 +127,7 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
         format.decode_args::<(#(#types,)*)>(codec, &args)?
     };
     let encode = quote_spanned! {method.ident.span()=>
-        format.encode_result(codec, &ret)?
+        format.encode_result(codec, #ret)?
     };
     // Only a handler given the context can have set attachments for the caller.
     let reply = match method.context {
@@ -121,7 +138,7 @@ fn arm(service: &Service, index: usize, method: &Method) -> TokenStream {
         #index => ::std::boxed::Box::pin(async move {
             let format = #format;
             let (#(#bindings,)*) = #decode;
-            let ret = <T as #trait_ident>::#ident(&inner, #cx #(#bindings),*).await;
+            let ret = <T as #trait_ident>::#ident(&inner, #cx #(#values),*).await;
             let body = #encode;
             ::core::result::Result::Ok(::rpc_core::Response {
                 codec,

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::model::{Method, Service};
+use crate::model::{Method, Service, is_byte_vec};
 use crate::wire_types;
 
 /// The stub struct, its `FromClient` impl and its inherent methods.
@@ -103,10 +103,15 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
     });
     // Each reference carries its argument's span, so a type that is not `Serialize` is
     // reported at the argument rather than at the attribute.
-    let refs = method.args.iter().map(|arg| {
+    // A `Vec<u8>` goes as a byte string (see `model::is_byte_vec`).
+    let arg_ref = |arg: &crate::model::Arg| {
         let ident = &arg.ident;
-        quote_spanned!(arg.ty.span()=> &#ident)
-    });
+        match is_byte_vec(&arg.ty) {
+            true => quote_spanned!(arg.ty.span()=> &::rpc_core::__private::ByteStr(&#ident)),
+            false => quote_spanned!(arg.ty.span()=> &#ident),
+        }
+    };
+    let refs = method.args.iter().map(arg_ref);
     let docs = if method.docs.is_empty() {
         let doc = format!(
             "Calls `{}` on a provider of [`{}`].",
@@ -120,11 +125,8 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
     };
     // The consistent-hash key: the argument named by `hash_arg`, else the first one.
     let key = match method.hash_arg_index() {
-        Some(position) => {
-            let ident = &method.args[position].ident;
-            quote!(#ident)
-        }
-        None => quote!(()),
+        Some(position) => arg_ref(&method.args[position]),
+        None => quote!(&()),
     };
     // The service's format, or a stand-in when a type cannot cross the wire (`wire_types`
     // reports that type once, at the type).
@@ -136,7 +138,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
                 &self.client,
                 &#descriptor.methods[#index],
                 &(#(#refs,)*),
-                &#key,
+                #key,
                 #extra
             ).await
         }
@@ -155,11 +157,19 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
         }
     } else {
         let output = &method.output;
+        // A `Vec<u8>` result comes back as a byte string (see `model::is_byte_vec`).
+        let (decoded, unwrap) = match is_byte_vec(output) {
+            true => (
+                quote!(::rpc_core::__private::ByteBuf),
+                quote!(.map(::rpc_core::__private::ByteBuf::into_inner)),
+            ),
+            false => (quote!(#output), quote!()),
+        };
         // What failsafe gives the caller: the return type's Default, if it has one.
         let fallback = quote! {{
             #[allow(unused_imports)]
             use ::rpc_core::__private::{ViaDefault as _, WithoutDefault as _};
-            (&::rpc_core::__private::DefaultProbe::<#output>::new()).fallback()
+            (&::rpc_core::__private::DefaultProbe::<#decoded>::new()).fallback()
         }};
         let call = call("call", fallback);
         quote! {
@@ -167,7 +177,7 @@ fn stub_method(service: &Service, index: usize, method: &Method) -> TokenStream 
             #vis async fn #ident(&self, #(#params),*)
                 -> ::core::result::Result<#output, ::rpc_core::Error>
             {
-                #call
+                #call #unwrap
             }
         }
     }

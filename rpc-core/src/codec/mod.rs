@@ -12,9 +12,14 @@
 //! text per byte, a 4 MiB payload becomes 16 MiB. Use [`Blob`] for byte payloads: JSON
 //! writes it as a base64 string (as protobuf's JSON mapping writes `bytes`, about 5.6 MiB
 //! for 4 MiB), and bincode writes exactly what it writes for a `Vec<u8>`.
+//!
+//! Speed is another matter: `#[service]` carries an argument or result spelled `Vec<u8>`
+//! as a byte string (one length, one copy) rather than as serde's sequence of numbers,
+//! with the same bytes on the wire; `bytes::Bytes` is a byte string already.
 
 mod bincode;
 mod blob;
+pub(crate) mod byte_string;
 mod json;
 pub(crate) mod protobuf;
 mod shared_buffer;
