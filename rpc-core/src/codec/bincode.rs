@@ -29,7 +29,11 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut BytesMut) -> Re
 }
 
 pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config()).map_err(codec_error)?;
+    // The borrowing decoder reads byte strings and strings in place (checked against what
+    // is left of `bytes`) and copies them once into the value; the owning one would zero
+    // a buffer of the claimed length first and then copy into it.
+    let (value, read) =
+        bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(codec_error)?;
     if read != bytes.len() {
         return Err(codec_error(format_args!(
             "{} trailing bytes after the value",

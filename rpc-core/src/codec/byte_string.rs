@@ -34,7 +34,9 @@ impl ByteBuf {
 
 impl<'de> Deserialize<'de> for ByteBuf {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteBuf, D::Error> {
-        deserializer.deserialize_byte_buf(ByteBufVisitor)
+        // `bytes`, not `byte_buf`: a borrowing decoder then hands over a slice of the
+        // input (one copy, into the vector) instead of a buffer it filled itself.
+        deserializer.deserialize_bytes(ByteBufVisitor)
     }
 }
 

@@ -480,15 +480,18 @@ impl ClientConnection {
         let header = frame.header;
         if header.is_request() {
             if header.is_event() && header.is_two_way() {
-                let _ = self.outbox.push(|buf| {
-                    Header {
-                        flags: FLAG_EVENT,
-                        status: Status::Ok.byte(),
-                        request_id: header.request_id,
-                        body_len: 0,
-                    }
-                    .encode(buf)
-                });
+                let _ = self.outbox.push(
+                    |buf| {
+                        Header {
+                            flags: FLAG_EVENT,
+                            status: Status::Ok.byte(),
+                            request_id: header.request_id,
+                            body_len: 0,
+                        }
+                        .encode(buf)
+                    },
+                    &Bytes::new(),
+                );
             }
             return;
         }
@@ -605,9 +608,10 @@ impl ClientConnection {
             request_id: id,
             body_len: 0,
         };
-        let pushed = self
-            .outbox
-            .push_call(|buf| head::encode_request(&req, header, timeout_ms, u32::MAX, buf));
+        let pushed = self.outbox.push_call(
+            |buf| head::encode_request_head(&req, header, timeout_ms, u32::MAX, buf),
+            &req.body,
+        );
         if let Err(error) = pushed {
             self.remove(id);
             return Err(error);
@@ -651,15 +655,18 @@ impl Drop for CancelOnDrop<'_> {
         }
         if self.connection.remove(self.id).is_some() {
             let id = self.id;
-            let _ = self.connection.outbox.push(|buf| {
-                Header {
-                    flags: FLAG_REQUEST | FLAG_EVENT,
-                    status: 0,
-                    request_id: id,
-                    body_len: 0,
-                }
-                .encode(buf)
-            });
+            let _ = self.connection.outbox.push(
+                |buf| {
+                    Header {
+                        flags: FLAG_REQUEST | FLAG_EVENT,
+                        status: 0,
+                        request_id: id,
+                        body_len: 0,
+                    }
+                    .encode(buf)
+                },
+                &Bytes::new(),
+            );
         }
     }
 }

@@ -1,11 +1,13 @@
 //! What both ends of a connection share: the batched writer and the heartbeat timer.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
@@ -24,6 +26,13 @@ pub(crate) const BUFFER_CAPACITY: usize = 8 * 1024;
 
 /// Buffers larger than this are given back once empty.
 pub(crate) const SHRINK_ABOVE: usize = 1024 * 1024;
+
+/// Frame bodies at least this long are written from their own memory (vectored) rather
+/// than copied into the batch: below it a copy costs less than another I/O slice.
+const VECTORED_BODY: usize = 32 * 1024;
+
+/// Most I/O slices handed to one vectored write (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
 
 /// Reads how many calls on a connection will put a frame in its outbox soon (client:
 /// calls awaiting answers; server: calls running). The call table owns that count.
@@ -49,7 +58,9 @@ impl Sink {
 ///
 /// Every task appends its encoded frame to one buffer under a short lock; the writer task
 /// swaps the whole buffer out and writes it with one syscall. Under load many frames go out
-/// per write, and nothing is allocated per frame. A lone frame (nothing queued, nothing
+/// per write, and nothing is allocated per frame. A large body (at least [`VECTORED_BODY`])
+/// is not copied: it joins the queue as its own `Bytes`, after the bytes before it, and the
+/// writer hands the queue to one vectored write. A lone frame (nothing queued, nothing
 /// being written, no other call in flight) is written at once by the task that made it,
 /// which saves the writer task's wake-up on the ping-pong path.
 ///
@@ -78,6 +89,8 @@ pub(crate) struct Outbox {
 }
 
 struct OutboxState {
+    /// Large bodies and what was queued before each of them, to be written before `buf`.
+    parts: VecDeque<Bytes>,
     buf: BytesMut,
     closed: bool,
     /// While held, appends do not wake the writer; releasing does, once.
@@ -99,6 +112,7 @@ impl Outbox {
     ) -> Outbox {
         Outbox {
             state: Mutex::new(OutboxState {
+                parts: VecDeque::new(),
                 buf: BytesMut::with_capacity(BUFFER_CAPACITY),
                 closed: false,
                 held: false,
@@ -116,19 +130,26 @@ impl Outbox {
         }
     }
 
-    /// Appends a new call's frame, written by `encode`. Fails when the connection is closed
-    /// (the call was not sent: [`Error::Unavailable`]), when the peer reads so slowly that
-    /// `limit` bytes already wait, or when `encode` fails (nothing of it stays queued).
-    pub(crate) fn push_call(&self, encode: impl FnOnce(&mut BytesMut) -> Result<()>) -> Result<()> {
-        self.append(true, encode)
+    /// Appends a new call's frame: what `encode` writes, then `body`. Fails when the
+    /// connection is closed (the call was not sent: [`Error::Unavailable`]), when the peer
+    /// reads so slowly that `limit` bytes already wait, or when `encode` fails (nothing of
+    /// it stays queued).
+    pub(crate) fn push_call(
+        &self,
+        encode: impl FnOnce(&mut BytesMut) -> Result<()>,
+        body: &Bytes,
+    ) -> Result<()> {
+        self.append(true, encode, body)
     }
 
-    /// Appends an answer or an event. Fails only when the connection is closed.
-    pub(crate) fn push(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<()> {
-        self.append(false, |buf| {
+    /// Appends an answer (what `encode` writes, then `body`) or an event (an empty `body`).
+    /// Fails only when the connection is closed.
+    pub(crate) fn push(&self, encode: impl FnOnce(&mut BytesMut), body: &Bytes) -> Result<()> {
+        let encode = |buf: &mut BytesMut| {
             encode(buf);
             Ok(())
-        })
+        };
+        self.append(false, encode, body)
     }
 
     /// Bytes queued or being written.
@@ -160,6 +181,7 @@ impl Outbox {
         &self,
         limited: bool,
         encode: impl FnOnce(&mut BytesMut) -> Result<()>,
+        body: &Bytes,
     ) -> Result<()> {
         {
             let mut state = self.lock();
@@ -173,27 +195,48 @@ impl Outbox {
                 )));
             }
             let alone = state.buf.is_empty()
+                && state.parts.is_empty()
                 && state.writing == 0
                 && !state.held
                 && (self.in_flight)() <= 1;
             let before = state.buf.len();
             encode(&mut state.buf)?;
+            let large = body.len() >= VECTORED_BODY;
+            if !large {
+                state.buf.extend_from_slice(body);
+            }
+            // The part of a large body not written yet.
+            let mut body_left = if large { body.clone() } else { Bytes::new() };
             // A full write leaves nothing for the writer; anything else (a partial write,
             // WouldBlock, an error) is left to it, in order.
             if alone
                 && let Some(socket) = &state.socket
                 && let Sink::Plain(socket) = &**socket
-                && let Ok(written) = socket.try_write(&state.buf)
+                && let Ok(written) = match large {
+                    false => socket.try_write(&state.buf),
+                    true => {
+                        socket.try_write_vectored(&[IoSlice::new(&state.buf), IoSlice::new(body)])
+                    }
+                }
             {
-                state.buf.advance(written);
-                if state.buf.is_empty() {
+                let from_buf = written.min(state.buf.len());
+                state.buf.advance(from_buf);
+                body_left.advance(written - from_buf);
+                if state.buf.is_empty() && body_left.is_empty() {
                     self.activity.wrote();
                     return Ok(());
                 }
             }
             // `before` is 0 whenever the direct write above ran.
-            self.queued
-                .fetch_add(state.buf.len() - before, Ordering::Relaxed);
+            let added = state.buf.len() - before + body_left.len();
+            if !body_left.is_empty() {
+                let ahead = state.buf.split().freeze();
+                if !ahead.is_empty() {
+                    state.parts.push_back(ahead);
+                }
+                state.parts.push_back(body_left);
+            }
+            self.queued.fetch_add(added, Ordering::Relaxed);
             if state.held {
                 return Ok(());
             }
@@ -213,7 +256,7 @@ impl Outbox {
         let pending = {
             let mut state = self.lock();
             state.held = false;
-            !state.buf.is_empty()
+            !state.buf.is_empty() || !state.parts.is_empty()
         };
         if pending {
             self.wake.notify_one();
@@ -254,6 +297,7 @@ pub(crate) async fn write_loop(outbox: Arc<Outbox>) -> std::io::Result<()> {
         state.closed = true;
         state.writing = 0;
         state.buf.clear();
+        state.parts.clear();
         outbox.queued.store(0, Ordering::Relaxed);
     }
     outbox.ended.cancel();
@@ -276,29 +320,48 @@ async fn write_batches(outbox: &Outbox, socket: &Sink) -> std::io::Result<()> {
                 tokio::task::yield_now().await;
             }
         }
-        let closed = {
+        let (closed, mut parts, total) = {
             let mut state = outbox.lock();
             std::mem::swap(&mut state.buf, &mut batch);
-            state.writing = batch.len();
-            state.closed
+            let parts = std::mem::take(&mut state.parts);
+            state.writing = batch.len() + parts.iter().map(Bytes::len).sum::<usize>();
+            (state.closed, parts, state.writing)
         };
-        if batch.is_empty() {
+        if total == 0 {
             if closed {
                 return Ok(());
             }
             outbox.wake.notified().await;
             continue;
         }
-        match socket {
-            Sink::Plain(socket) => write_all(socket, &batch, outbox.stall_timeout).await?,
-            Sink::Stream(stream) => {
-                write_stream(&mut **stream.lock().await, &batch, outbox.stall_timeout).await?
+        if parts.is_empty() {
+            match socket {
+                Sink::Plain(socket) => write_all(socket, &batch, outbox.stall_timeout).await?,
+                Sink::Stream(stream) => {
+                    write_stream(&mut **stream.lock().await, &batch, outbox.stall_timeout).await?
+                }
+            }
+        } else {
+            if !batch.is_empty() {
+                parts.push_back(batch.split().freeze());
+            }
+            match socket {
+                Sink::Plain(socket) => {
+                    write_all_vectored(socket, &mut parts, outbox.stall_timeout).await?
+                }
+                Sink::Stream(stream) => {
+                    // An encrypting stream copies anyway: one part at a time.
+                    let mut stream = stream.lock().await;
+                    for part in &parts {
+                        write_stream(&mut **stream, part, outbox.stall_timeout).await?;
+                    }
+                }
             }
         }
         outbox.activity.wrote();
         // Only a reader paused at the limit waits on `drained`; wake it when this write
         // may have taken the outbox below the limit.
-        if outbox.queued.fetch_sub(batch.len(), Ordering::Relaxed) >= outbox.limit {
+        if outbox.queued.fetch_sub(total, Ordering::Relaxed) >= outbox.limit {
             outbox.drained.notify_waiters();
         }
         batch.clear();
@@ -319,15 +382,7 @@ async fn write_all(
     stall_timeout: Duration,
 ) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        match tokio::time::timeout(stall_timeout, socket.writable()).await {
-            Ok(ready) => ready?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("peer read nothing for {stall_timeout:?}"),
-                ));
-            }
-        }
+        writable(socket, stall_timeout).await?;
         match socket.try_write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(written) => bytes = &bytes[written..],
@@ -336,6 +391,53 @@ async fn write_all(
         }
     }
     Ok(())
+}
+
+/// [`write_all`] of several parts in order, up to [`MAX_SLICES`] of them per syscall;
+/// `parts` is consumed as it is written.
+async fn write_all_vectored(
+    socket: &OwnedWriteHalf,
+    parts: &mut VecDeque<Bytes>,
+    stall_timeout: Duration,
+) -> std::io::Result<()> {
+    while !parts.is_empty() {
+        writable(socket, stall_timeout).await?;
+        let result = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = parts.len().min(MAX_SLICES);
+            for (slice, part) in slices.iter_mut().zip(parts.iter()) {
+                *slice = IoSlice::new(part);
+            }
+            socket.try_write_vectored(&slices[..count])
+        };
+        match result {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(mut written) => {
+                while let Some(first) = parts.front_mut() {
+                    if written < first.len() {
+                        first.advance(written);
+                        break;
+                    }
+                    written -= first.len();
+                    parts.pop_front();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `socket` takes bytes, failing with `TimedOut` after `stall_timeout`.
+async fn writable(socket: &OwnedWriteHalf, stall_timeout: Duration) -> std::io::Result<()> {
+    match tokio::time::timeout(stall_timeout, socket.writable()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("peer read nothing for {stall_timeout:?}"),
+        )),
+    }
 }
 
 /// `write_all` and `flush` on a stream, failing like [`write_all`] when it accepts nothing
@@ -416,15 +518,18 @@ pub(crate) async fn keepalive(
         let quiet_since = last_read.min(last_write);
         if now >= quiet_since + heartbeat {
             let id = next_id();
-            let sent = outbox.push(|buf| {
-                Header {
-                    flags: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
-                    status: 0,
-                    request_id: id,
-                    body_len: 0,
-                }
-                .encode(buf)
-            });
+            let sent = outbox.push(
+                |buf| {
+                    Header {
+                        flags: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT,
+                        status: 0,
+                        request_id: id,
+                        body_len: 0,
+                    }
+                    .encode(buf)
+                },
+                &Bytes::new(),
+            );
             if sent.is_err() {
                 return;
             }

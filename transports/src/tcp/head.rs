@@ -23,13 +23,14 @@ pub const TIMEOUT_KEY: &str = "timeout";
 /// entries; the cap keeps a hostile head from costing more than a bounded amount of work.
 pub const MAX_ATTACHMENTS: usize = 256;
 
-/// Appends a whole request frame to `out`: header, head (with the time left as the
-/// `timeout` attachment) and arguments. The head is written first and the length patched
-/// in afterwards, so there is no separate size computation to keep in step. A body longer
+/// Appends a request frame up to its arguments to `out`: header and head (with the time
+/// left as the `timeout` attachment); `req.body`, the arguments, must follow it (the outbox
+/// appends it). The head is written first and the length patched in afterwards, so there
+/// is no separate size computation to keep in step. A body longer
 /// than `max_frame_len` is refused (the client passes `u32::MAX`, the most a header can
 /// declare: the provider, not the sender, applies the configured limit). On error `out` is
 /// left as it was.
-pub(crate) fn encode_request(
+pub(crate) fn encode_request_head(
     req: &Request,
     header: Header,
     timeout_ms: u64,
@@ -75,8 +76,9 @@ fn write_request(
         put_str(out, k)?;
         put_str(out, v)?;
     }
-    out.extend_from_slice(&req.body);
-    let body_len = out.len() - body_start;
+    // The arguments follow the head in the same frame; the outbox sends them from their
+    // own memory when they are large (see `Outbox`), so they are counted, not copied.
+    let body_len = out.len() - body_start + req.body.len();
     if body_len > max_frame_len as usize {
         return Err(Error::request_too_large(
             body_len as u64,
@@ -260,9 +262,9 @@ mod tests {
     fn a_failed_encoding_leaves_the_buffer_as_it_was() {
         let mut out = BytesMut::from(&b"queued"[..]);
         let req = request(&"s".repeat(70_000), &METHOD, Attachments::new());
-        assert!(encode_request(&req, header(), 5, u32::MAX, &mut out).is_err());
+        assert!(encode_request_head(&req, header(), 5, u32::MAX, &mut out).is_err());
         let req = request("s", &METHOD, Attachments::new());
-        let too_small = encode_request(&req, header(), 5, 8, &mut out);
+        let too_small = encode_request_head(&req, header(), 5, 8, &mut out);
         assert!(matches!(
             too_small,
             Err(Error::MessageTooLarge { limit: 8, .. })
@@ -276,7 +278,8 @@ mod tests {
             let attachments: Attachments = pairs.into_iter().filter(|(k, _)| k != TIMEOUT_KEY).collect();
             let req = request(&service, &METHOD, attachments.clone());
             let mut out = BytesMut::new();
-            encode_request(&req, header(), ms, u32::MAX, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            encode_request_head(&req, header(), ms, u32::MAX, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            out.extend_from_slice(&req.body);
             let frame = FrameDecoder::new(u32::MAX).decode(&mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let frame = frame.ok_or_else(|| TestCaseError::fail("no whole frame"))?;
             prop_assert!(out.is_empty());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
@@ -270,17 +270,14 @@ struct ServerConnection {
 impl ServerConnection {
     /// Appends an answer frame. `flags` carries the serialization id (calls) or the event
     /// bit (heartbeat answers). An answer is never refused while the connection is open.
-    fn respond(&self, request_id: u64, flags: u8, status: Status, body: &[u8]) {
-        let _ = self.outbox.push(|buf| {
-            Header {
-                flags,
-                status: status.byte(),
-                request_id,
-                body_len: body.len() as u32,
-            }
-            .encode(buf);
-            buf.extend_from_slice(body);
-        });
+    fn respond(&self, request_id: u64, flags: u8, status: Status, body: &Bytes) {
+        let header = Header {
+            flags,
+            status: status.byte(),
+            request_id,
+            body_len: body.len() as u32,
+        };
+        let _ = self.outbox.push(|buf| header.encode(buf), body);
     }
 
     fn respond_error(&self, request_id: u64, serialization: u8, error: &Error) {
@@ -289,7 +286,7 @@ impl ServerConnection {
             request_id,
             serialization,
             Status::for_code(error.code()),
-            message.as_bytes(),
+            &Bytes::from(message),
         );
     }
 }
@@ -330,7 +327,7 @@ impl Reply for TcpReply {
                             self.request_id,
                             serialization_id(response.codec) | FLAG_REPLY_ATTACHMENTS,
                             Status::Ok,
-                            &body,
+                            &body.freeze(),
                         )
                     }
                     Ok(()) => {
@@ -549,7 +546,7 @@ fn refuse_too_large(connection: &ServerConnection, header: Header, limit: u32) {
             header.request_id,
             header.serialization_id(),
             Status::BadRequest,
-            error.remote_message().as_bytes(),
+            &Bytes::from(error.remote_message()),
         );
     }
 }
@@ -569,7 +566,7 @@ fn on_frame(
     slot.proven.store(true, Ordering::Relaxed);
     if header.is_event() {
         if header.is_two_way() {
-            connection.respond(id, FLAG_EVENT, Status::Ok, &[]);
+            connection.respond(id, FLAG_EVENT, Status::Ok, &Bytes::new());
         } else if session.cancel(id) {
             tracing::debug!(peer = %connection.peer, id, "call cancelled by caller");
         }
