@@ -42,10 +42,11 @@ pub const HEADER_LEN: usize = 16;
 /// Default limit on a frame's body: 8 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 8 * 1024 * 1024;
 
-/// Most memory reserved ahead of a frame body's bytes arriving.
-const MAX_UPFRONT_RESERVE: usize = 256 * 1024;
-/// Body bytes that must have arrived before the rest of the frame is reserved at once.
-const PROVEN_BEFORE_FULL_RESERVE: usize = 64 * 1024;
+/// Body bytes that must have arrived before the rest of the frame is reserved at once;
+/// until then at most this much is reserved ahead. Less than one read of a consumer's
+/// 64 KiB read buffer, so a large response proves itself with its first read; a
+/// provider's 8 KiB buffer grows to this, then once more to the whole frame.
+const PROVEN_BEFORE_FULL_RESERVE: usize = 32 * 1024;
 
 /// Flag bit: the frame is a request (clear: a response).
 pub const FLAG_REQUEST: u8 = 0x80;
@@ -327,7 +328,7 @@ impl Decoder for FrameDecoder {
         if src.len() < total {
             // A peer announcing 8 MiB and sending nothing must not make us hold 8 MiB, so
             // the whole frame is reserved only once a first part of it has arrived;
-            // before that, room for what is likely to arrive soon. Reserving the rest in
+            // before that, room for a first part. Reserving the rest in
             // one go reads a large body into one allocation: growing step by step would
             // copy what arrived at every step (1.8 MiB of copying for a 1 MiB body).
             let missing = total - src.len();
@@ -335,7 +336,7 @@ impl Decoder for FrameDecoder {
             src.reserve(if proven {
                 missing
             } else {
-                missing.min(MAX_UPFRONT_RESERVE)
+                missing.min(PROVEN_BEFORE_FULL_RESERVE)
             });
             return Ok(None);
         }
@@ -405,7 +406,7 @@ mod tests {
         // Only the header: room for what may come soon, not 8 MiB.
         assert!(decoder.decode(&mut buf).unwrap().is_none());
         assert!(
-            buf.capacity() <= HEADER_LEN + MAX_UPFRONT_RESERVE,
+            buf.capacity() <= 2 * (HEADER_LEN + PROVEN_BEFORE_FULL_RESERVE),
             "{}",
             buf.capacity()
         );
