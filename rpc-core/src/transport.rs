@@ -37,6 +37,17 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
+    /// True when every call future of this transport's channels ends by the request's
+    /// [`Request::deadline`] on its own, waits for a connection included (failing with a
+    /// timeout error that says where the time went). A client whose every part keeps the
+    /// deadline this way (these transports, the built-in cluster modes, no user layers)
+    /// arms no timer of its own: one timer per call instead of two, about 10 % of the
+    /// consumer's CPU per call on a small echo. The default, `false`, keeps the client's
+    /// timer, so a transport that promises nothing still cannot make a call hang.
+    fn enforces_deadline(&self) -> bool {
+        false
+    }
+
     /// A channel to the provider at `address` (`host:port`).
     ///
     /// Connecting is lazy and repeated: the channel connects on first use and reconnects

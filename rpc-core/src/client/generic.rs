@@ -25,6 +25,7 @@ impl Client {
                 descriptor: shared.descriptor,
                 stats: shared.stats.clone(),
                 method_timeouts: shared.method_timeouts.clone(),
+                deadline_enforced: shared.deadline_enforced,
             }),
             timeout: self.timeout,
             attachments: self.attachments.clone(),

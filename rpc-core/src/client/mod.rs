@@ -105,6 +105,11 @@ struct Shared {
     /// Timeouts of the configuration file's method sections, under the methods' own
     /// `timeout_ms` (usually empty).
     method_timeouts: Box<[(String, Duration)]>,
+    /// Every wait below the client ends by the call's deadline on its own: the builder
+    /// connected the providers with transports that enforce it
+    /// ([`Transport::enforces_deadline`]), with no provider layers and no custom cluster
+    /// strategy. Calls then arm no timer here while no client-side limit is set.
+    deadline_enforced: bool,
 }
 
 impl Shared {
@@ -233,6 +238,10 @@ impl Client {
     async fn send_uncounted(&self, request: Request) -> Result<Response> {
         match &self.shared.stack {
             Some(stack) => stack.clone().oneshot(request).await,
+            // The transport's own timer ends the call, and says at which stage.
+            None if self.shared.deadline_enforced && self.shared.cluster.traffic_is_idle() => {
+                self.shared.cluster.dispatch(request).await
+            }
             None => {
                 let (deadline, budget) = (request.deadline, request.timeout);
                 let call = self.shared.cluster.dispatch(request);
@@ -706,6 +715,11 @@ impl<S: FromClient> ClientBuilder<S> {
                 supported.join(", ")
             )));
         }
+        let deadline_enforced = self.directory.is_none()
+            && self.provider_layers.is_empty()
+            && self.cluster_strategy.is_none()
+            && !self.transports.is_empty()
+            && self.transports.iter().all(|t| t.enforces_deadline());
         let transports = (!self.transports.is_empty()).then_some(self.transports);
         let directory: Arc<dyn Directory> = match (self.directory, self.registry, transports) {
             (Some(_), Some(_), _) => {
@@ -854,6 +868,7 @@ impl<S: FromClient> ClientBuilder<S> {
                 cluster,
                 descriptor,
                 method_timeouts,
+                deadline_enforced,
                 stats: self
                     .stats
                     .map(|stats| stats.table(Side::Consumer, descriptor.as_slice())),

@@ -239,6 +239,11 @@ impl Transport for GrpcTransport {
         self.config.server_tls.is_some() || self.config.client_tls.is_some()
     }
 
+    /// Connection waits and answer waits both end at the request's deadline.
+    fn enforces_deadline(&self) -> bool {
+        true
+    }
+
     /// A channel to `address` (`host:port`); anything else is an
     /// [`rpc_core::Error::Config`] naming it.
     fn connect(&self, address: &str) -> Result<Channel> {

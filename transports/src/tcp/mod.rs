@@ -262,6 +262,11 @@ impl Transport for TcpTransport {
         self.config.server_tls.is_some() || self.config.client_tls.is_some()
     }
 
+    /// Connection waits and answer waits both end at the request's deadline.
+    fn enforces_deadline(&self) -> bool {
+        true
+    }
+
     /// A channel to `address`, which must be `host:port` (`[v6]:port` for IPv6 literals);
     /// anything else is an [`rpc_core::Error::Config`] naming it, so a client builder
     /// refuses it before the first call.

@@ -205,6 +205,11 @@ impl Cluster {
         }
     }
 
+    /// True when no client-side limit or breaker guards calls (no wait of their own).
+    pub(crate) fn traffic_is_idle(&self) -> bool {
+        self.traffic.is_idle()
+    }
+
     /// Guards calls with `traffic`: the client's rate limits, `actives` caps and circuit
     /// breakers.
     pub(crate) fn traffic(mut self, traffic: Traffic) -> Cluster {
@@ -485,6 +490,11 @@ async fn failover(call: Invocation<'_>, attempts: u32, wait_for_ready: bool) -> 
             return Err(error);
         }
         failed.push((provider.address.to_string(), error));
+        // A retry never outlives the caller's deadline (the client may arm no timer of
+        // its own: the transport's ends each attempt).
+        if attempt < attempts && std::time::Instant::now() >= request.deadline {
+            return Err(Error::Timeout(request.timeout));
+        }
         if attempt >= attempts {
             let distinct = failed
                 .iter()
