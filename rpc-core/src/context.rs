@@ -81,6 +81,8 @@ pub struct Context {
     attachments: Attachments,
     deadline: Option<Instant>,
     peer: Option<SocketAddr>,
+    /// When the transport read the request, if it says.
+    received: Option<Instant>,
     /// What the handler sends back with its answer. A mutex because handlers hold
     /// `&Context`; it is uncontended (one handler per call) and allocates nothing until
     /// an entry is set.
@@ -93,6 +95,7 @@ impl Clone for Context {
             attachments: self.attachments.clone(),
             deadline: self.deadline,
             peer: self.peer,
+            received: self.received,
             reply: Mutex::new(self.reply_guard().clone()),
         }
     }
@@ -109,8 +112,23 @@ impl Context {
             attachments,
             deadline,
             peer,
+            received: None,
             reply: Mutex::new(Attachments::new()),
         }
+    }
+
+    /// This context, saying the transport read the request at `at` (the instant it
+    /// computed the deadline from). The provider's statistics time the call from it, and
+    /// its timeout error reports the budget from it, instead of reading the clock again:
+    /// two clock reads per call fewer on the provider.
+    pub fn with_received_at(mut self, at: Instant) -> Context {
+        self.received = Some(at);
+        self
+    }
+
+    /// When the transport read the request, if it said ([`Context::with_received_at`]).
+    pub fn received_at(&self) -> Option<Instant> {
+        self.received
     }
 
     /// The attachment `key` the caller set.

@@ -39,13 +39,15 @@ impl tower::Service<ServerRequest> for Dispatch {
             codec,
             body,
         } = req;
-        let deadline = context.deadline();
+        let (deadline, received) = (context.deadline(), context.received_at());
         let work = AssertUnwindSafe(method.skeleton.call(method.index, context, codec, body))
             .catch_unwind();
         Box::pin(async move {
             let outcome = match deadline {
                 Some(deadline) => {
-                    let budget = deadline.saturating_duration_since(std::time::Instant::now());
+                    let budget = deadline.saturating_duration_since(
+                        received.unwrap_or_else(std::time::Instant::now),
+                    );
                     match tokio::time::timeout_at(deadline.into(), work).await {
                         Ok(outcome) => outcome,
                         Err(_) => return Err(Error::Timeout(budget)),

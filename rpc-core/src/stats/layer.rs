@@ -16,6 +16,11 @@ pub trait Observed {
     fn method(&self) -> &'static MethodDescriptor;
     /// Length of the encoded arguments.
     fn body_len(&self) -> usize;
+    /// When the call started, if the request knows (a provider's: when the transport read
+    /// it); otherwise the layer reads the clock.
+    fn started(&self) -> Option<Instant> {
+        None
+    }
 }
 
 impl Observed for Request {
@@ -43,6 +48,10 @@ impl Observed for ServerRequest {
 
     fn body_len(&self) -> usize {
         self.body.len()
+    }
+
+    fn started(&self) -> Option<Instant> {
+        self.context.received_at()
     }
 }
 
@@ -95,7 +104,7 @@ where
     fn call(&mut self, request: R) -> StatsFuture<S::Future> {
         let stats = self.table.get(request.service(), request.method());
         let bytes = request.body_len();
-        let started = Instant::now();
+        let started = request.started().unwrap_or_else(Instant::now);
         stats.in_flight_add(bytes);
         StatsFuture {
             inner: self.inner.call(request),

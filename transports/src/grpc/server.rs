@@ -410,7 +410,8 @@ async fn grpc(
             metadata::attachments(&parts.headers),
             deadline,
             Some(connection.peer),
-        ),
+        )
+        .with_received_at(received),
         body: message,
     };
     match connection.run(call).await {

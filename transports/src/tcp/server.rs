@@ -591,13 +591,17 @@ fn on_frame(
             return;
         }
     };
-    let deadline = head.timeout.map(|timeout| Instant::now() + timeout);
+    // One clock read per call: the deadline, the call's statistics and its timeout error
+    // all start from it.
+    let received = Instant::now();
+    let deadline = head.timeout.map(|timeout| received + timeout);
     let call = IncomingCall {
         service: head.service,
         version: head.version,
         method: head.method,
         codec,
-        context: Context::new(head.attachments, deadline, Some(connection.peer)),
+        context: Context::new(head.attachments, deadline, Some(connection.peer))
+            .with_received_at(received),
         body: frame.body.slice(head.args_offset..),
     };
     session.dispatch(id, call, reply);
