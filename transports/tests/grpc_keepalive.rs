@@ -44,7 +44,11 @@ async fn an_unanswered_ping_fails_the_connection_and_its_calls_long_before_their
         ),
         "{error}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     held.abort();
 }
 
