@@ -215,8 +215,8 @@ impl Endpoint {
             .map_err(failed)?;
         let response = match response.await {
             Ok(response) => response,
-            // The provider did not take the stream (REFUSED_STREAM, or above the last
-            // stream its GOAWAY accepts): the call was not processed.
+            // REFUSED_STREAM: the provider did not take the stream, so the call was not
+            // processed (RFC 9113, 8.7) and may go elsewhere.
             Err(error) if error.reason() == Some(h2::Reason::REFUSED_STREAM) => {
                 return Err(unsent(error));
             }
