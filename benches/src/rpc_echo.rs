@@ -223,6 +223,13 @@ impl BareClient {
         Ok(BareClient { channel })
     }
 
+    /// A channel to `addr` through a fresh HTTP/2 transport ([`h2_transport`]).
+    pub fn connect_h2(addr: SocketAddr) -> rpc_core::Result<BareClient> {
+        use rpc_core::Transport;
+        let channel = h2_transport().connect(&addr.to_string())?;
+        Ok(BareClient { channel })
+    }
+
     /// One echo call, encoded and decoded here.
     pub async fn echo(&self, payload: Vec<u8>) -> rpc_core::Result<Vec<u8>> {
         use tower::ServiceExt;

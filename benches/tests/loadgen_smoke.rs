@@ -43,9 +43,18 @@ fn a_short_run_of_every_system_completes_without_errors() {
         "--rounds",
         "2",
         "--systems",
-        "raw,rpc,rpc-bare,rpc-token,tarpc,tonic",
+        "raw,rpc,rpc-bare,rpc-token,rpc-h2,rpc-h2-bare,tarpc,tonic",
     ]);
-    for system in ["raw", "rpc", "rpc-bare", "rpc-token", "tarpc", "tonic"] {
+    for system in [
+        "raw",
+        "rpc",
+        "rpc-bare",
+        "rpc-token",
+        "rpc-h2",
+        "rpc-h2-bare",
+        "tarpc",
+        "tonic",
+    ] {
         let line = system_line(&stdout, &stderr, system);
         let qps: f64 = line
             .split_whitespace()
@@ -67,6 +76,8 @@ fn a_short_run_of_every_system_completes_without_errors() {
         "rpc/raw",
         "tonic/raw",
         "rpc/rpc-bare",
+        "rpc-h2/rpc-h2-bare",
+        "rpc-h2/tonic",
         "rpc/tonic",
         "tarpc/tonic",
     ] {
@@ -78,6 +89,7 @@ fn a_short_run_of_every_system_completes_without_errors() {
     }
     assert!(stdout.contains("ratio rpc/tarpc qps="), "{stdout}");
     assert!(stdout.contains("ratio rpc/tonic qps="), "{stdout}");
+    assert!(stdout.contains("ratio rpc-h2/tonic qps="), "{stdout}");
 }
 
 #[test]

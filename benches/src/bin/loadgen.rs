@@ -48,7 +48,8 @@ const MAX_SIZE: usize = 8 * 1024 * 1024;
 
 /// Systems run only when asked for: `rpc-bare` is our client without its consumer stack
 /// (deadline, cluster, load balancer, provider statistics), calling the transport's channel
-/// directly, to measure what the stack costs; `rpc-nostats` is `rpc` with the call
+/// directly, to measure what the stack costs (`rpc-h2-bare`: the same over HTTP/2,
+/// against `rpc-h2`'s server); `rpc-nostats` is `rpc` with the call
 /// statistics (the admin endpoint's numbers) switched off on both sides. `rpc-limited`
 /// is `rpc` with a rate limit and an `executes` cap that never trigger, `rpc-breaker` with
 /// a client circuit breaker that stays closed, `rpc-redis` with a Redis-shared rate limit
@@ -57,8 +58,9 @@ const MAX_SIZE: usize = 8 * 1024 * 1024;
 /// `rpc` and `rpc-h2` over TLS (rustls, a certificate made for the run). `rpc-json` is
 /// `rpc` in JSON instead of bincode, `rpc-proto` the same echo with a protobuf message
 /// ([`benches::proto_echo`]) in protobuf, both over TCP: the codecs compared end to end.
-const EXTRA_SYSTEMS: [&str; 10] = [
+const EXTRA_SYSTEMS: [&str; 11] = [
     "rpc-bare",
+    "rpc-h2-bare",
     "rpc-nostats",
     "rpc-limited",
     "rpc-breaker",
@@ -233,7 +235,7 @@ fn run_server(options: &Options) -> Result<(), String> {
                 announce(addr)?;
                 serve.await;
             }
-            "rpc-h2" => {
+            "rpc-h2" | "rpc-h2-bare" => {
                 let (addr, serve) = rpc_echo::serve_h2(&options.addr)
                     .await
                     .map_err(|e| format!("rpc-h2 bind: {e}"))?;
@@ -577,6 +579,11 @@ async fn bench_system(
         "rpc-bare" => {
             let client =
                 rpc_echo::BareClient::connect(addr).map_err(|e| format!("rpc channel: {e}"))?;
+            check(client, options, server_pid).await
+        }
+        "rpc-h2-bare" => {
+            let client = rpc_echo::BareClient::connect_h2(addr)
+                .map_err(|e| format!("rpc-h2 channel: {e}"))?;
             check(client, options, server_pid).await
         }
         "raw" => {

@@ -61,3 +61,53 @@ impl Body for Unary {
         SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
+
+/// The body of an answer as h2 hands it to the consumer: its DATA chunks, each one's
+/// flow-control window given back as soon as it is taken, then its trailers.
+pub(crate) struct Received {
+    stream: h2::RecvStream,
+    data_done: bool,
+    trailers_done: bool,
+}
+
+impl Received {
+    pub(crate) fn new(stream: h2::RecvStream) -> Received {
+        Received {
+            stream,
+            data_done: false,
+            trailers_done: false,
+        }
+    }
+}
+
+impl Body for Received {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match std::task::ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The chunk is ours now: the window it used is the peer's again.
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => self.data_done = true,
+            }
+        }
+        if self.trailers_done {
+            return Poll::Ready(None);
+        }
+        let trailers = std::task::ready!(self.stream.poll_trailers(cx));
+        self.trailers_done = true;
+        Poll::Ready(trailers.transpose().map(|t| t.map(Frame::trailers)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers_done
+    }
+}

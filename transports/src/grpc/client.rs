@@ -1,6 +1,13 @@
 //! The consumer end: one HTTP/2 connection per provider address, every call a stream on
 //! it, reconnected with backoff.
 //!
+//! Calls go to h2 directly rather than through hyper's client: hyper hands each request
+//! to its connection task over a channel, then spawns a task per call to wait for the
+//! answer and one to send the body, and answers the caller through a oneshot. Here the
+//! caller's own task opens the stream, queues the whole message with the end of the
+//! stream (h2 buffers it until the flow-control window allows) and reads the answer, so
+//! the connection task only reads and writes frames.
+//!
 //! While the provider is down, calls behave as on the TCP transport: a call fails at once
 //! with the last attempt's [`Error::Unavailable`] (so a cluster moves on), unless its
 //! request says no other provider is left ([`Request::wait_for_ready`]) and the next
@@ -12,17 +19,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::header::{CONTENT_TYPE, HeaderValue, TE};
 use http::{HeaderMap, Method, StatusCode, Uri};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rpc_core::{Error, Request, Response, Result};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::Service;
 
-use super::body::Unary;
+use super::body::Received;
 use super::io::{Coalesce, InFlight};
 use super::message::{self, MessageError};
 use super::status::{GrpcStatus, TRI_CODE, decode_message, error_for, format_timeout};
@@ -31,7 +37,7 @@ use super::{
     metadata,
 };
 
-type Sender = http2::SendRequest<Unary>;
+type Sender = h2::client::SendRequest<Bytes>;
 
 /// Request URIs an endpoint keeps at most (see [`Endpoint::uri`]).
 const MAX_CACHED_PATHS: usize = 1024;
@@ -142,8 +148,8 @@ impl Endpoint {
         let mut state = self.state.clone();
         loop {
             let last_error = match &*state.borrow_and_update() {
-                ConnState::Connected(sender) if !sender.is_closed() => return Ok(sender.clone()),
-                ConnState::Connected(_) => None,
+                // A connection that failed since fails the call when it is sent.
+                ConnState::Connected(sender) => return Ok(sender.clone()),
                 ConnState::Failed { error, retry_at } => {
                     if !request.wait_for_ready || *retry_at >= request.deadline {
                         return Err(error.clone());
@@ -187,28 +193,37 @@ impl Endpoint {
     }
 
     /// Sends `request` as one stream and reads its answer.
-    async fn call(&self, mut sender: Sender, request: Request) -> Result<Response> {
-        let http_request = self.http_request(&request)?;
+    async fn call(&self, sender: Sender, request: Request) -> Result<Response> {
+        let head = self.http_request(&request)?;
         let codec = request.codec;
-        let response = match sender.try_send_request(http_request).await {
-            Ok(response) => response,
-            Err(mut error) => {
-                let unsent = error.take_message().is_some();
-                let error = error.into_error();
-                return Err(if unsent {
-                    Error::unavailable(
-                        format!(
-                            "connection to {} closed before the call was sent: {error}",
-                            self.address
-                        ),
-                        None,
-                    )
-                } else {
-                    Error::transport(format!("call to {} failed: {error}", self.address))
-                });
-            }
+        let unsent = |error: h2::Error| {
+            Error::unavailable(
+                format!(
+                    "connection to {} closed before the call was sent: {error}",
+                    self.address
+                ),
+                None,
+            )
         };
-        let (parts, mut body) = response.into_parts();
+        let failed = |error: h2::Error| {
+            Error::transport(format!("call to {} failed: {error}", self.address))
+        };
+        let mut sender = sender.ready().await.map_err(unsent)?;
+        let (response, mut stream) = sender.send_request(head, false).map_err(unsent)?;
+        stream
+            .send_data(message::framed(&request.body), true)
+            .map_err(failed)?;
+        let response = match response.await {
+            Ok(response) => response,
+            // REFUSED_STREAM: the provider did not take the stream, so the call was not
+            // processed (RFC 9113, 8.7) and may go elsewhere.
+            Err(error) if error.reason() == Some(h2::Reason::REFUSED_STREAM) => {
+                return Err(unsent(error));
+            }
+            Err(error) => return Err(failed(error)),
+        };
+        let (parts, body) = response.into_parts();
+        let mut body = Received::new(body);
         if parts.status != StatusCode::OK {
             return Err(http_error(parts.status, &parts.headers));
         }
@@ -315,9 +330,10 @@ impl Endpoint {
         Ok(uri)
     }
 
-    fn http_request(&self, request: &Request) -> Result<http::Request<Unary>> {
+    /// The head of `request`'s stream; its message follows as DATA.
+    fn http_request(&self, request: &Request) -> Result<http::Request<()>> {
         let uri = self.uri(request)?;
-        let mut http_request = http::Request::new(Unary::data(message::framed(&request.body)));
+        let mut http_request = http::Request::new(());
         *http_request.method_mut() = Method::POST;
         *http_request.uri_mut() = uri;
         let headers = http_request.headers_mut();
@@ -411,12 +427,22 @@ async fn manage(
             _ = state.closed() => return,
         };
         let error = match attempt {
-            Ok((sender, connection)) => {
+            Ok((sender, mut connection)) => {
                 let opened = Instant::now();
                 tracing::debug!(%address, "connected (HTTP/2)");
+                let pings = connection.ping_pong();
                 state.send_replace(ConnState::Connected(sender));
+                let keepalive = async {
+                    match (config.keepalive_interval, pings) {
+                        (Some(interval), Some(pings)) => {
+                            keepalive(pings, interval, config.keepalive_timeout, &in_flight).await
+                        }
+                        _ => std::future::pending().await,
+                    }
+                };
                 let outcome = tokio::select! {
-                    outcome = connection => outcome,
+                    outcome = &mut connection => outcome.map_err(|e| e.to_string()),
+                    unanswered = keepalive => Err(unanswered),
                     // Dropping the connection future closes the socket.
                     _ = state.closed() => return,
                 };
@@ -452,7 +478,37 @@ async fn manage(
     }
 }
 
-type ConnectionFuture = BoxFuture<'static, std::result::Result<(), hyper::Error>>;
+/// Sends an HTTP/2 PING whenever `interval` passed without anything read from the
+/// provider, and waits `timeout` for its answer; returns why the connection is dead.
+async fn keepalive(
+    mut pings: h2::PingPong,
+    interval: Duration,
+    timeout: Duration,
+    in_flight: &InFlight,
+) -> String {
+    let mut seen = in_flight.reads();
+    loop {
+        tokio::time::sleep(interval).await;
+        let reads = in_flight.reads();
+        if reads != seen {
+            seen = reads;
+            continue;
+        }
+        match tokio::time::timeout(timeout, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => seen = in_flight.reads(),
+            Ok(Err(error)) => return error.to_string(),
+            Err(_) => return format!("no answer to a keepalive ping within {timeout:?}"),
+        }
+    }
+}
+
+/// The connection's frame I/O, run by [`manage`]; it ends when the connection does.
+type ConnectionFuture = h2::client::Connection<Coalesce<Box<dyn Stream>>, Bytes>;
+
+/// A plain or TLS connection to a provider.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for S {}
 
 /// Opens a TCP connection, runs the TLS handshake on it when the transport has client TLS,
 /// then the HTTP/2 handshake.
@@ -475,7 +531,7 @@ async fn open(
         .map_err(|e| Error::unavailable(format!("connect to {address} failed"), Some(e)))?;
     let _ = stream.set_nodelay(true);
     let Some(tls) = &config.client_tls else {
-        return handshake(address, config, Coalesce::new(stream, in_flight.clone())).await;
+        return handshake(address, config, Box::new(stream), in_flight).await;
     };
     let name = crate::tls::server_name_for(address, tls.server_name.as_deref())?;
     let stream = tokio::time::timeout(config.connect_timeout, tls.connector.connect(name, stream))
@@ -490,34 +546,31 @@ async fn open(
             )
         })?
         .map_err(|e| Error::unavailable(format!("TLS handshake with {address} failed"), Some(e)))?;
-    handshake(address, config, Coalesce::new(stream, in_flight.clone())).await
+    handshake(address, config, Box::new(stream), in_flight).await
 }
 
 /// Runs the HTTP/2 handshake on an open (plain or TLS) connection.
-async fn handshake<S>(
+async fn handshake(
     address: &str,
     config: &GrpcConfig,
-    stream: S,
-) -> Result<(Sender, ConnectionFuture)>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+    stream: Box<dyn Stream>,
+    in_flight: &InFlight,
+) -> Result<(Sender, ConnectionFuture)> {
+    let mut builder = h2::client::Builder::new();
+    // hyper's client settings, which this transport used before it spoke h2 directly.
     builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true)
-        .initial_stream_window_size(config.stream_window)
-        .initial_connection_window_size(config.stream_window.saturating_mul(2));
-    let handshake = builder.handshake::<_, Unary>(TokioIo::new(stream));
-    let (sender, connection) = tokio::time::timeout(config.connect_timeout, handshake)
+        .initial_window_size(config.stream_window)
+        .initial_connection_window_size(config.stream_window.saturating_mul(2))
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .enable_push(false);
+    let handshake = builder.handshake(Coalesce::new(stream, in_flight.clone()));
+    tokio::time::timeout(config.connect_timeout, handshake)
         .await
         .map_err(|_| {
             Error::unavailable(format!("HTTP/2 handshake with {address} timed out"), None)
         })?
         .map_err(|e| {
             Error::unavailable(format!("HTTP/2 handshake with {address} failed: {e}"), None)
-        })?;
-    Ok((sender, Box::pin(connection)))
+        })
 }

@@ -18,7 +18,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Calls in flight on one connection, counted by whoever starts and ends them.
+/// Calls in flight on one connection, counted by whoever starts and ends them, and the
+/// reads that brought something (for the consumer's keepalive).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct InFlight(Arc<Counts>);
 
@@ -28,6 +29,8 @@ struct Counts {
     calls: AtomicUsize,
     /// Calls answered whose answers are not yet written out.
     answered: AtomicUsize,
+    /// Reads from the socket that returned data.
+    reads: AtomicUsize,
 }
 
 impl InFlight {
@@ -48,6 +51,11 @@ impl InFlight {
             counts: self.0.clone(),
             until_written: true,
         }
+    }
+
+    /// How many reads returned data so far: unchanged means the peer sent nothing.
+    pub(crate) fn reads(&self) -> usize {
+        self.0.reads.load(Ordering::Relaxed)
     }
 
     fn others(&self) -> bool {
@@ -128,7 +136,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        std::task::ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            self.in_flight.0.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

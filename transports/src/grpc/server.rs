@@ -236,7 +236,12 @@ where
         let connection = connection.clone();
         service_fn(move |request| {
             let connection = connection.clone();
-            async move { Ok::<_, Infallible>(handle(&connection, request).await) }
+            // Boxed: a call's future is large, and hyper moves the stream's future
+            // (into the task it spawns, among others) and the task moves it again as it
+            // completes; a pointer moves cheaper than kilobytes.
+            let call: BoxFuture<'static, _> =
+                Box::pin(async move { Ok::<_, Infallible>(handle(&connection, request).await) });
+            call
         })
     };
     let serving = shared
@@ -270,10 +275,7 @@ async fn handle(connection: &Connection, request: Request<Incoming>) -> Response
         .unwrap_or_default();
     if content_type.starts_with(b"application/grpc") {
         match codec_for_content_type(content_type) {
-            // Boxed: the call's future is large, and hyper moves the stream's future
-            // (spawning it, among others) before it first polls it; a pointer moves
-            // cheaper than kilobytes.
-            Some(codec) => Box::pin(grpc(connection, request, codec)).await,
+            Some(codec) => grpc(connection, request, codec).await,
             None => {
                 let shown = String::from_utf8_lossy(content_type);
                 status_response(
@@ -289,7 +291,7 @@ async fn handle(connection: &Connection, request: Request<Incoming>) -> Response
             }
         }
     } else if json::accepts(content_type) {
-        Box::pin(json::call(connection, request)).await
+        json::call(connection, request).await
     } else {
         let shown = String::from_utf8_lossy(content_type);
         plain(
