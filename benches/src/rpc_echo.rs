@@ -131,13 +131,23 @@ pub async fn serve_with_token(
     Ok((local, server.run_until(std::future::pending())))
 }
 
+/// The builder every benchmark client of ours starts from: `transport` to `addr`, `codec`,
+/// 5 s timeout.
+fn builder(
+    transport: impl rpc_core::Transport,
+    addr: SocketAddr,
+    codec: rpc_core::Codec,
+) -> rpc_core::ClientBuilder<EchoClient> {
+    EchoClient::builder()
+        .transport(transport)
+        .address(addr.to_string())
+        .codec(codec)
+        .timeout(Duration::from_secs(5))
+}
+
 /// [`client`] sending [`BENCH_TOKEN`] with every call.
 pub fn client_with_token(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
-        .transport(tcp_transport())
-        .address(addr.to_string())
-        .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5))
+    builder(tcp_transport(), addr, rpc_core::Codec::Bincode)
         .token(BENCH_TOKEN)
         .build()
 }
@@ -159,12 +169,7 @@ pub async fn serve_h2(
 /// A client of the echo service at `addr` over HTTP/2: one connection shared by all
 /// clones, every call a stream, bincode, 5 s timeout.
 pub fn h2_client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
-        .transport(h2_transport())
-        .address(addr.to_string())
-        .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5))
-        .build()
+    builder(h2_transport(), addr, rpc_core::Codec::Bincode).build()
 }
 
 /// A client of the echo service at `addr`: one multiplexed connection shared by all clones,
@@ -175,21 +180,12 @@ pub fn client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
 
 /// [`client`] speaking JSON instead of bincode (to compare the codecs end to end).
 pub fn json_client(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
-        .transport(tcp_transport())
-        .address(addr.to_string())
-        .codec(rpc_core::Codec::Json)
-        .timeout(Duration::from_secs(5))
-        .build()
+    builder(tcp_transport(), addr, rpc_core::Codec::Json).build()
 }
 
 /// [`client`], counting calls in the statistics (the default) or not.
 pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoClient> {
-    let builder = EchoClient::builder()
-        .transport(tcp_transport())
-        .address(addr.to_string())
-        .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5));
+    let builder = builder(tcp_transport(), addr, rpc_core::Codec::Bincode);
     match stats {
         true => builder.build(),
         false => builder.without_stats().build(),
@@ -198,11 +194,7 @@ pub fn client_counted(addr: SocketAddr, stats: bool) -> rpc_core::Result<EchoCli
 
 /// [`client`] with a circuit breaker (default settings; it stays closed).
 pub fn client_with_breaker(addr: SocketAddr) -> rpc_core::Result<EchoClient> {
-    EchoClient::builder()
-        .transport(tcp_transport())
-        .address(addr.to_string())
-        .codec(rpc_core::Codec::Bincode)
-        .timeout(Duration::from_secs(5))
+    builder(tcp_transport(), addr, rpc_core::Codec::Bincode)
         .circuit_breaker(rpc_core::client::BreakerConfig::default())
         .build()
 }
@@ -218,15 +210,16 @@ pub struct BareClient {
 impl BareClient {
     /// A channel to `addr` through a fresh TCP transport.
     pub fn connect(addr: SocketAddr) -> rpc_core::Result<BareClient> {
-        use rpc_core::Transport;
-        let channel = tcp_transport().connect(&addr.to_string())?;
-        Ok(BareClient { channel })
+        BareClient::over(tcp_transport(), addr)
     }
 
     /// A channel to `addr` through a fresh HTTP/2 transport ([`h2_transport`]).
     pub fn connect_h2(addr: SocketAddr) -> rpc_core::Result<BareClient> {
-        use rpc_core::Transport;
-        let channel = h2_transport().connect(&addr.to_string())?;
+        BareClient::over(h2_transport(), addr)
+    }
+
+    fn over(transport: impl rpc_core::Transport, addr: SocketAddr) -> rpc_core::Result<BareClient> {
+        let channel = transport.connect(&addr.to_string())?;
         Ok(BareClient { channel })
     }
 

@@ -91,12 +91,11 @@ async fn round_trips(client: &ByteStringsClient, large: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn byte_strings_round_trip_over_tcp_in_every_codec() {
-    let config = TcpConfig::default().max_frame_len(16 * MIB as u32);
-    let addr = serve(TcpTransport::new(config.clone())).await;
+/// A provider on one transport made by `transport`, and a client per serde codec on another.
+async fn round_trips_in_every_codec<T: Transport>(transport: impl Fn() -> T) {
+    let addr = serve(transport()).await;
     for codec in Codec::SERDE {
-        let client = client(TcpTransport::new(config.clone()), addr, codec);
+        let client = client(transport(), addr, codec);
         // JSON writes about four bytes of text per byte: keep its large payload smaller.
         let large = if codec == Codec::Json { MIB } else { 4 * MIB };
         round_trips(&client, large).await;
@@ -104,14 +103,15 @@ async fn byte_strings_round_trip_over_tcp_in_every_codec() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_strings_round_trip_over_tcp_in_every_codec() {
+    let config = TcpConfig::default().max_frame_len(16 * MIB as u32);
+    round_trips_in_every_codec(|| TcpTransport::new(config.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_strings_round_trip_over_http2_in_every_codec() {
     let config = GrpcConfig::default().max_message_len(16 * MIB as u32);
-    let addr = serve(GrpcTransport::new(config.clone())).await;
-    for codec in Codec::SERDE {
-        let client = client(GrpcTransport::new(config.clone()), addr, codec);
-        let large = if codec == Codec::Json { MIB } else { 4 * MIB };
-        round_trips(&client, large).await;
-    }
+    round_trips_in_every_codec(|| GrpcTransport::new(config.clone())).await;
 }
 
 /// The provider's skeleton reads what a plain `Vec<u8>` argument tuple encodes, and a

@@ -150,13 +150,8 @@ impl<'de> Visitor<'de> for BlobVisitor {
         Ok(Blob(bytes))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Blob, A::Error> {
-        // The hint comes from the peer: cap what it can make us reserve.
-        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
-        while let Some(byte) = seq.next_element::<u8>()? {
-            bytes.push(byte);
-        }
-        Ok(Blob(bytes))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Blob, A::Error> {
+        super::byte_string::collect_bytes(seq).map(Blob)
     }
 }
 

@@ -57,14 +57,19 @@ impl<'de> Visitor<'de> for ByteBufVisitor {
         Ok(ByteBuf(bytes))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
-        // The hint comes from the peer: cap what it can make us reserve.
-        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
-        while let Some(byte) = seq.next_element::<u8>()? {
-            bytes.push(byte);
-        }
-        Ok(ByteBuf(bytes))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ByteBuf, A::Error> {
+        collect_bytes(seq).map(ByteBuf)
     }
+}
+
+/// The bytes of a sequence of numbers 0-255 (how a `Vec<u8>` reads from JSON).
+pub(super) fn collect_bytes<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<u8>, A::Error> {
+    // The hint comes from the peer: cap what it can make us reserve.
+    let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64 * 1024));
+    while let Some(byte) = seq.next_element::<u8>()? {
+        bytes.push(byte);
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
