@@ -1,6 +1,6 @@
 //! bincode 2 through its serde integration.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,7 +22,7 @@ fn codec_error(message: impl std::fmt::Display) -> Error {
 }
 
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut BytesMut) -> Result<()> {
-    let mut writer = out.writer();
+    let mut writer = super::buffer::Writer(out);
     bincode::serde::encode_into_std_write(value, &mut writer, config())
         .map(|_| ())
         .map_err(codec_error)

@@ -1,6 +1,6 @@
 //! JSON through serde_json.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -14,7 +14,7 @@ fn codec_error(message: impl std::fmt::Display) -> Error {
 }
 
 pub(super) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut BytesMut) -> Result<()> {
-    serde_json::to_writer(out.writer(), value).map_err(codec_error)
+    serde_json::to_writer(super::buffer::Writer(out), value).map_err(codec_error)
 }
 
 /// serde_json rejects trailing characters and caps nesting at 128 levels, so hostile input

@@ -19,6 +19,7 @@
 
 mod bincode;
 mod blob;
+pub mod buffer;
 pub(crate) mod byte_string;
 mod json;
 pub(crate) mod protobuf;

@@ -18,8 +18,9 @@ fn codec_error(message: impl std::fmt::Display) -> Error {
 
 /// Appends the protobuf encoding of `message` to `out`.
 pub(crate) fn encode<M: prost::Message>(message: &M, out: &mut BytesMut) -> Result<()> {
-    // `BytesMut` grows as needed, so prost's "insufficient capacity" cannot happen; map it
-    // anyway rather than assume.
+    // Room first, so a large message goes into reused memory (see `buffer`); prost's
+    // "insufficient capacity" cannot happen on a `BytesMut`, mapped anyway rather than assumed.
+    super::buffer::reserve(out, message.encoded_len());
     message.encode(out).map_err(codec_error)
 }
 
