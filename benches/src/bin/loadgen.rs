@@ -15,10 +15,10 @@
 //! started during the warm-up are not counted; the latency of every later call goes into
 //! an HDR histogram, and the CPU time both processes spend in that window (every thread's
 //! `/proc/PID/task/TID/schedstat`) is divided by the calls made in it. With `--rounds N`
-//! the systems run N times, alternating, and the round with the median throughput is
-//! reported (per-round lines go to stderr), after the median over rounds of the per-round
-//! ratios of every pair of systems (`raw` always the divisor). One line per system on
-//! stdout, then ratio lines of `rpc` against the others:
+//! the systems run N times, alternating (in reverse order every other round), and the
+//! round with the median throughput is reported (per-round lines go to stderr), after the
+//! median over rounds of the per-round ratios of every pair of systems (`raw` always the
+//! divisor). One line per system on stdout, then ratio lines of `rpc` against the others:
 //!
 //! ```text
 //! per-round rpc/tarpc qps median=2.31x cpu_per_call median=0.52x rounds=[..] cpu_rounds=[..]
@@ -687,14 +687,21 @@ fn run_benchmarks(options: &Options) -> Result<(), String> {
         let _ = TLS_DIR.set(dir);
     }
     // Every system runs once per round, in turn, so that background load drifting over
-    // time hits every system alike. A failed run leaves its slot empty.
+    // time hits every system alike; every other round runs them in reverse order
+    // (A B, B A, ...), so that whatever running first or after another system does to a
+    // run (a fresh server process, caches, the previous server's exit) hits each system
+    // alike too. A failed run leaves its slot empty.
     let mut per_system: Vec<(String, Vec<Option<Summary>>)> = options
         .systems
         .iter()
         .map(|s| (s.clone(), Vec::new()))
         .collect();
     for round in 1..=options.rounds {
-        for (system, runs) in &mut per_system {
+        let order: Box<dyn Iterator<Item = &mut (String, Vec<Option<Summary>>)>> = match round % 2 {
+            1 => Box::new(per_system.iter_mut()),
+            _ => Box::new(per_system.iter_mut().rev()),
+        };
+        for (system, runs) in order {
             match run_one(&rt, system, options, window) {
                 Ok(summary) => {
                     if options.rounds > 1 {

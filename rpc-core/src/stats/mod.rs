@@ -316,32 +316,34 @@ pub struct MethodStats {
 
 /// One thread's share of a method's counters, aligned so no two shards share a cache
 /// line (128 bytes: adjacent-line prefetch pairs lines on x86).
-#[repr(align(128))]
+#[repr(C, align(128))]
 struct Shard {
     /// Wrapping: a call may start on one thread and end on another, so one shard's count
     /// can go below zero; the sum over shards is right.
     in_flight: AtomicU64,
-    /// Failures by kind; successes are the latency histogram's count (every finished call
-    /// is timed) minus these, which saves a counter per call.
-    failed: [AtomicU64; ErrorKind::ALL.len()],
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Right after the counters above (its sum and maximum first): with them, what every
+    /// call writes takes one cache line, plus one bucket's and one window slot's.
     latency: Histogram,
     /// Calls finished per second, a ring of `WINDOW` slots: the second number in the high
     /// 32 bits, the count in the low 32 bits, so a slot is claimed for a new second and
     /// counted in one word.
-    window: Box<[AtomicU64]>,
+    window: [AtomicU64; WINDOW],
+    /// Failures by kind; successes are the latency histogram's count (every finished call
+    /// is timed) minus these, which saves a counter per call.
+    failed: [AtomicU64; ErrorKind::ALL.len()],
 }
 
 impl Shard {
     fn new() -> Shard {
         Shard {
             in_flight: AtomicU64::new(0),
-            failed: Default::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             latency: Histogram::new(),
-            window: (0..WINDOW).map(|_| AtomicU64::new(0)).collect(),
+            window: [const { AtomicU64::new(0) }; WINDOW],
+            failed: Default::default(),
         }
     }
 }
