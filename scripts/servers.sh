@@ -11,11 +11,16 @@
 # A server that does not start fails the run: no test is skipped because its server is
 # missing.
 
-SERVERS_DIR="${SERVERS_DIR:-$(mktemp -d /tmp/rpc-servers.XXXXXX)}"
+# A directory made here is removed when the run passes (the servers' data and logs, about
+# 200 MB), and kept, for its logs, when it fails.
+if [ -z "${SERVERS_DIR:-}" ]; then
+    SERVERS_DIR="$(mktemp -d /tmp/rpc-servers.XXXXXX)"
+    SERVERS_DIR_MADE=1
+fi
 SERVER_PIDS=()
 
 stop_servers() {
-    local pid
+    local status=$? pid
     for pid in "${SERVER_PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -23,6 +28,9 @@ stop_servers() {
         wait "$pid" 2>/dev/null || true
     done
     SERVER_PIDS=()
+    if [ "$status" -eq 0 ] && [ -n "${SERVERS_DIR_MADE:-}" ]; then
+        rm -rf "$SERVERS_DIR"
+    fi
 }
 trap stop_servers EXIT
 
