@@ -22,6 +22,7 @@ mod io;
 mod json;
 pub mod message;
 mod metadata;
+mod preface;
 mod server;
 pub mod status;
 
