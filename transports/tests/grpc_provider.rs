@@ -182,7 +182,11 @@ async fn tls_connect(
 async fn http2_and_http1_share_one_tls_port() {
     let ca = Ca::new("test CA");
     let server = Server::builder()
-        .transport(GrpcTransport::default().with_server_tls(tls_server(&ca)).unwrap())
+        .transport(
+            GrpcTransport::default()
+                .with_server_tls(tls_server(&ca))
+                .unwrap(),
+        )
         .add_service(ProbeServer::new(ProbeImpl::default()))
         .bind("127.0.0.1:0")
         .await
@@ -234,10 +238,8 @@ fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn keepalive_pings_close_a_connection_whose_peer_stopped_answering() {
-    let config = GrpcConfig::default().keepalive(
-        Some(Duration::from_millis(200)),
-        Duration::from_millis(300),
-    );
+    let config = GrpcConfig::default()
+        .keepalive(Some(Duration::from_millis(200)), Duration::from_millis(300));
     let (server, _) = start_grpc(config).await;
     let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
         .await
@@ -275,6 +277,10 @@ async fn closing_answers_a_call_that_outlived_the_drain() {
         .expect("the call was left hanging after the provider closed")
         .unwrap();
     assert!(outcome.is_err(), "{outcome:?}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(Stats::get(&stats.finished), 0);
 }

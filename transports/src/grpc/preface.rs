@@ -26,7 +26,9 @@ pub(super) enum Protocol {
 
 /// Reads until the bytes either are the HTTP/2 preface or cannot be: at most 24 bytes,
 /// fewer when an HTTP/1.1 request differs early (it does at its first byte).
-pub(super) async fn read<S: AsyncRead + Unpin>(mut stream: S) -> io::Result<(Protocol, Prefixed<S>)> {
+pub(super) async fn read<S: AsyncRead + Unpin>(
+    mut stream: S,
+) -> io::Result<(Protocol, Prefixed<S>)> {
     let mut head = [0; PREFACE.len()];
     let mut filled = 0;
     let protocol = loop {

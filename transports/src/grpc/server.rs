@@ -285,9 +285,7 @@ where
         })
     };
     let shared = &connection.shared;
-    let serving = shared
-        .http1
-        .serve_connection(TokioIo::new(stream), service);
+    let serving = shared.http1.serve_connection(TokioIo::new(stream), service);
     let mut serving = pin!(serving);
     tokio::select! {
         result = serving.as_mut() => {
@@ -336,8 +334,7 @@ where
         match (config.keepalive_interval, pings) {
             (Some(interval), Some(pings)) => {
                 let in_flight = &connection.in_flight;
-                super::client::keepalive(pings, interval, config.keepalive_timeout, in_flight)
-                    .await
+                super::client::keepalive(pings, interval, config.keepalive_timeout, in_flight).await
             }
             _ => std::future::pending().await,
         }
@@ -357,7 +354,9 @@ where
         if let Some(grace) = &mut grace
             && grace.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(format!("answers not out within {CLOSE_GRACE:?} of closing")));
+            return Poll::Ready(Err(format!(
+                "answers not out within {CLOSE_GRACE:?} of closing"
+            )));
         }
         if let Poll::Ready(unanswered) = keepalive.as_mut().poll(cx) {
             return Poll::Ready(Err(unanswered));
@@ -401,7 +400,8 @@ async fn serve_stream(
     request: Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) {
-    // Counted until the answer is written (the connection's next flush).
+    // Counted until the answer is written (the connection's next flush), so `Coalesce`
+    // holds a write back for the answers of handlers still running on their own tasks.
     let _counted = connection.in_flight.start_until_written();
     let mut handling = pin!(handle(connection, request.map(Received::new)));
     let response = std::future::poll_fn(|cx| {
