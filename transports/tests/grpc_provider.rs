@@ -79,7 +79,29 @@ async fn h2_echo(sender: &mut h2::client::SendRequest<Bytes>, text: &str) -> (By
     }
     let trailers = body.trailers().await.unwrap().unwrap();
     let status = trailers["grpc-status"].to_str().unwrap().to_owned();
+    let declared = u32::from_be_bytes(message[1..5].try_into().unwrap());
+    assert_eq!((message[0], declared as usize), (0, message.len() - 5));
     (Bytes::from(message).slice(5..), status)
+}
+
+#[tokio::test]
+async fn small_and_large_answers_arrive_whole_behind_their_prefix() {
+    // Under 16 KiB the answer is one chunk, prefix included; from 16 KiB on the prefix
+    // travels as a chunk of its own and the message is not copied.
+    let (server, _) = start_grpc(GrpcConfig::default()).await;
+    let tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let mut sender = h2_client(tcp).await;
+    for len in [0, 1, 16 * 1024 - 8, 16 * 1024, 100_000] {
+        let text = "z".repeat(len);
+        let (message, status) = h2_echo(&mut sender, &text).await;
+        assert_eq!(status, "0");
+        assert_eq!(message, format!(r#""{text}""#).as_bytes(), "{len}");
+    }
+    let probe = grpc_client(server.local_addr(), Codec::Bincode);
+    let text = "y".repeat(100_000);
+    assert_eq!(probe.echo(text.clone()).await.unwrap(), text);
 }
 
 #[tokio::test]
