@@ -1,4 +1,5 @@
-//! The body of a unary call: at most one DATA chunk, then trailers if any.
+//! The body of a unary call: at most two DATA chunks (a gRPC prefix, when it travels apart
+//! from its message, and the message), then trailers if any.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 /// per call.
 #[derive(Debug, Default)]
 pub(crate) struct Unary {
+    head: Option<Bytes>,
     data: Option<Bytes>,
     trailers: Option<HeaderMap>,
 }
@@ -20,14 +22,16 @@ impl Unary {
     /// A body of `data` only.
     pub(crate) fn data(data: Bytes) -> Unary {
         Unary {
+            head: None,
             data: (!data.is_empty()).then_some(data),
             trailers: None,
         }
     }
 
-    /// A body of `data` followed by `trailers`.
-    pub(crate) fn with_trailers(data: Bytes, trailers: HeaderMap) -> Unary {
+    /// A body of `head`, then `data`, then `trailers`.
+    pub(crate) fn with_trailers(head: Option<Bytes>, data: Bytes, trailers: HeaderMap) -> Unary {
         Unary {
+            head,
             data: (!data.is_empty()).then_some(data),
             trailers: Some(trailers),
         }
@@ -36,6 +40,11 @@ impl Unary {
     /// An empty body.
     pub(crate) fn empty() -> Unary {
         Unary::default()
+    }
+
+    /// The data chunks and the trailers, for a writer that sends them itself.
+    pub(crate) fn into_parts(self) -> ([Option<Bytes>; 2], Option<HeaderMap>) {
+        ([self.head, self.data], self.trailers)
     }
 }
 
@@ -47,18 +56,19 @@ impl Body for Unary {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
+        if let Some(data) = self.head.take().or_else(|| self.data.take()) {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
+        self.head.is_none() && self.data.is_none() && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+        let len = |chunk: &Option<Bytes>| chunk.as_ref().map_or(0, |c| c.len() as u64);
+        SizeHint::with_exact(len(&self.head) + len(&self.data))
     }
 }
 

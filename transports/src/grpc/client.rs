@@ -479,8 +479,9 @@ async fn manage(
 }
 
 /// Sends an HTTP/2 PING whenever `interval` passed without anything read from the
-/// provider, and waits `timeout` for its answer; returns why the connection is dead.
-async fn keepalive(
+/// peer, and waits `timeout` for its answer; returns why the connection is dead. The
+/// provider's connections use it too.
+pub(super) async fn keepalive(
     mut pings: h2::PingPong,
     interval: Duration,
     timeout: Duration,

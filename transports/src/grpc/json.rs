@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use rpc_core::server::IncomingCall;
 use rpc_core::{Code, Codec, Context, Error, MessageKind};
 use serde_json::Value;
@@ -37,7 +36,11 @@ pub(super) fn accepts(content_type: &[u8]) -> bool {
     essence.is_empty() || essence.eq_ignore_ascii_case(b"application/json")
 }
 
-pub(super) async fn call(connection: &Connection, request: Request<Incoming>) -> Response<Unary> {
+pub(super) async fn call<B>(connection: &Connection, request: Request<B>) -> Response<Unary>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if request.method() != Method::POST {
         return failure(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -48,9 +48,14 @@ pub enum MessageError {
 /// Appends `message` to `out` with its prefix.
 pub fn encode(message: &[u8], out: &mut BytesMut) {
     out.reserve(PREFIX_LEN + message.len());
-    out.extend_from_slice(&[0]);
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(&prefix(message.len() as u32));
     out.extend_from_slice(message);
+}
+
+/// The prefix of an uncompressed message of `len` bytes.
+pub fn prefix(len: u32) -> [u8; PREFIX_LEN] {
+    let [a, b, c, d] = len.to_be_bytes();
+    [0, a, b, c, d]
 }
 
 /// `message` with its prefix, as one buffer.

@@ -22,6 +22,7 @@ mod io;
 mod json;
 pub mod message;
 mod metadata;
+mod preface;
 mod server;
 pub mod status;
 
@@ -51,10 +52,9 @@ pub struct GrpcConfig {
     /// `RESOURCE_EXHAUSTED` ([`rpc_core::Error::MessageTooLarge`]) before anything is
     /// allocated for it.
     pub max_message_len: u32,
-    /// Send an HTTP/2 PING after this long without traffic; `None` (the default, as
-    /// tonic's and grpc-go's) sends none. With pings on, a provider's hyper takes a lock
-    /// and reads the clock for every DATA frame it receives, which costs throughput under
-    /// load; a consumer only counts its reads.
+    /// Send an HTTP/2 PING after this long without anything read from the peer; `None`
+    /// (the default, as tonic's and grpc-go's) sends none. Both ends only count their
+    /// reads while pings are on, so they cost nothing per call.
     pub keepalive_interval: Option<Duration>,
     /// Close a connection whose PING is not answered within this long (default 20 s).
     pub keepalive_timeout: Duration,

@@ -1,32 +1,37 @@
-//! The provider end: one hyper connection per accepted socket (HTTP/2, or HTTP/1.1 for the
-//! JSON gateway, told apart by the connection preface), each stream a call handed to
-//! core's admission path through the connection's [`Session`].
+//! The provider end: each accepted socket (plain or TLS) is told apart by its first bytes.
+//! HTTP/2 runs on `h2`'s server directly, every stream a call handed to core's admission
+//! path through the connection's [`Session`] and run inside the connection's own task;
+//! anything else goes to hyper's HTTP/1.1 server (the JSON gateway).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rpc_core::server::{Dispatcher, IncomingCall, Reply, Session};
 use rpc_core::transport::Listener;
 use rpc_core::{Codec, Context, Error, Result};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::body::Unary;
+use super::body::{Received, Unary};
 use super::io::{Coalesce, InFlight};
 use super::message::{self, MessageError};
+use super::preface::{self, Prefixed, Protocol};
 use super::status::{GrpcStatus, TRI_CODE, encode_message, message_for, parse_timeout, tri_name};
 use super::{
     GrpcConfig, MAX_MESSAGE_LEN_SETTING, VERSION_HEADER, codec_for_content_type, content_type,
@@ -37,6 +42,13 @@ use rpc_core::log::RateLimited;
 /// The listen backlog (as the TCP transport's default).
 const BACKLOG: u32 = 4096;
 
+/// Answers from this size on are sent without copying them behind their prefix: h2 sends
+/// payloads of this size without a copy, and they span more than one DATA frame.
+const SPLIT_AT: usize = 16 * 1024;
+
+/// How long a closing connection may take to let its last answers out.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 static FAILED_ACCEPTS: RateLimited = RateLimited::new();
 
 pub(super) struct Shared {
@@ -45,7 +57,8 @@ pub(super) struct Shared {
     stop_accepting: CancellationToken,
     closing: CancellationToken,
     connections: TaskTracker,
-    http: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    http2: h2::server::Builder,
 }
 
 struct GrpcServer {
@@ -64,21 +77,23 @@ pub(super) async fn bind(
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::io("local address of listener", e))?;
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(config.request_read_timeout)
         .keep_alive(true);
-    http.http2()
-        .timer(TokioTimer::new())
+    let mut http2 = h2::server::Builder::new();
+    // hyper's server settings, which this transport used before it spoke h2 directly.
+    http2
         .max_concurrent_streams(config.max_concurrent_streams)
-        .keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .initial_stream_window_size(config.stream_window)
+        .initial_window_size(config.stream_window)
         .initial_connection_window_size(config.stream_window.saturating_mul(2))
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(400 * 1024)
         // A peer that opens and resets streams as fast as it can (the "rapid reset"
         // attack) is cut off instead of keeping the server busy.
-        .max_pending_accept_reset_streams(Some(64))
+        .max_pending_accept_reset_streams(64)
         .max_local_error_reset_streams(Some(256));
     let shared = Arc::new(Shared {
         config,
@@ -86,7 +101,8 @@ pub(super) async fn bind(
         stop_accepting: CancellationToken::new(),
         closing: CancellationToken::new(),
         connections: TaskTracker::new(),
-        http,
+        http1,
+        http2,
     });
     shared
         .connections
@@ -109,7 +125,7 @@ impl Listener for GrpcServer {
         shared.closing.cancel();
         shared.connections.close();
         Box::pin(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), shared.connections.wait()).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, shared.connections.wait()).await;
         })
     }
 }
@@ -207,7 +223,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         handshake = tokio::time::timeout(window, tls.acceptor.accept(stream)) => handshake,
     };
     match handshake {
-        // The auto builder tells HTTP/2 from HTTP/1.1 by the preface, whatever ALPN chose.
+        // The preface tells HTTP/2 from HTTP/1.1, whatever ALPN chose.
         Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
         Ok(Err(error)) => {
             FAILED_HANDSHAKES.warn(|held_back| {
@@ -222,52 +238,220 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
 
 async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let window = shared.config.request_read_timeout;
+    let sniffed = tokio::select! {
+        _ = shared.closing.cancelled() => return,
+        sniffed = tokio::time::timeout(window, preface::read(stream)) => sniffed,
+    };
+    let (protocol, stream) = match sniffed {
+        Ok(Ok(sniffed)) => sniffed,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "reading the first bytes failed, closing");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?window, "nothing sent within the window, closing");
+            return;
+        }
+    };
     let in_flight = InFlight::default();
     let connection = Arc::new(Connection {
         peer,
         session: Mutex::new(shared.dispatcher.session()),
         next_id: AtomicU64::new(1),
-        shared: shared.clone(),
+        shared,
         in_flight: in_flight.clone(),
     });
-    let service = {
-        let connection = connection.clone();
-        service_fn(move |request| {
-            let connection = connection.clone();
-            // Boxed: a call's future is large, and hyper moves the stream's future
-            // (into the task it spawns, among others) and the task moves it again as it
-            // completes; a pointer moves cheaper than kilobytes.
-            let call: BoxFuture<'static, _> =
-                Box::pin(async move { Ok::<_, Infallible>(handle(&connection, request).await) });
-            call
-        })
-    };
-    let serving = shared
-        .http
-        .serve_connection(TokioIo::new(Coalesce::new(stream, in_flight)), service);
-    tokio::pin!(serving);
-    tokio::select! {
-        result = serving.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
-        }
-        _ = shared.closing.cancelled() => {
-            // Calls still running are told they were abandoned; GOAWAY lets those answers
-            // out before the connection closes.
-            connection.session().abandon_all();
-            serving.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
-        }
+    match protocol {
+        Protocol::Http2 => serve_http2(&connection, Coalesce::new(stream, in_flight)).await,
+        Protocol::Http1 => serve_http1(&connection, stream).await,
+        Protocol::Closed => {}
     }
     connection.session().abandon_all();
 }
 
-async fn handle(connection: &Connection, request: Request<Incoming>) -> Response<Unary> {
-    // Counted until the answer is written (the connection's next flush).
+/// The JSON gateway (and anything else that is not HTTP/2): hyper's HTTP/1.1 server.
+async fn serve_http1<S>(connection: &Arc<Connection>, stream: Prefixed<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let connection = connection.clone();
+        service_fn(move |request| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(handle(&connection, request).await) }
+        })
+    };
+    let shared = &connection.shared;
+    let serving = shared.http1.serve_connection(TokioIo::new(stream), service);
+    let mut serving = pin!(serving);
+    tokio::select! {
+        result = serving.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(peer = %connection.peer, %error, "connection ended with an error");
+            }
+        }
+        _ = shared.closing.cancelled() => {
+            connection.session().abandon_all();
+            serving.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, serving).await;
+        }
+    }
+}
+
+/// An HTTP/2 connection: h2's frame I/O, the keepalive pings and every call, all polled by
+/// this one task. A call that is ready when its stream arrives is answered in the same
+/// poll, and the answers of one pass go out in one write, with no task per stream and no
+/// hop between tasks.
+async fn serve_http2<S>(connection: &Connection, stream: Coalesce<Prefixed<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = &connection.shared;
+    let peer = connection.peer;
+    let window = shared.config.request_read_timeout;
+    let handshake = shared.http2.handshake::<_, Bytes>(stream);
+    let handshake = tokio::select! {
+        _ = shared.closing.cancelled() => return,
+        handshake = tokio::time::timeout(window, handshake) => handshake,
+    };
+    let mut h2 = match handshake {
+        Ok(Ok(h2)) => h2,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "HTTP/2 handshake failed, closing");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, ?window, "no HTTP/2 handshake within the window, closing");
+            return;
+        }
+    };
+    let config = &shared.config;
+    let pings = h2.ping_pong();
+    let keepalive = async {
+        match (config.keepalive_interval, pings) {
+            (Some(interval), Some(pings)) => {
+                let in_flight = &connection.in_flight;
+                super::client::keepalive(pings, interval, config.keepalive_timeout, in_flight).await
+            }
+            _ => std::future::pending().await,
+        }
+    };
+    let mut keepalive = pin!(keepalive);
+    let mut closing = pin!(shared.closing.cancelled());
+    let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut calls = FuturesUnordered::new();
+    let outcome = std::future::poll_fn(|cx| {
+        if grace.is_none() && closing.as_mut().poll(cx).is_ready() {
+            // Calls still running are told they were abandoned; GOAWAY lets those answers
+            // out before the connection closes.
+            connection.session().abandon_all();
+            h2.graceful_shutdown();
+            grace = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+        }
+        if let Some(grace) = &mut grace
+            && grace.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(format!(
+                "answers not out within {CLOSE_GRACE:?} of closing"
+            )));
+        }
+        if let Poll::Ready(unanswered) = keepalive.as_mut().poll(cx) {
+            return Poll::Ready(Err(unanswered));
+        }
+        loop {
+            let mut progress = false;
+            // Reads every frame the socket has, writes every answer queued so far, then
+            // hands over the new streams one by one. (`poll_accept` is what `accept`
+            // and hyper use; it lets the calls below run in the same pass.)
+            loop {
+                match h2.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((request, respond)))) => {
+                        calls.push(serve_stream(connection, request, respond));
+                        progress = true;
+                    }
+                    Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error.to_string())),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => break,
+                }
+            }
+            // Runs the new calls and the woken ones; their answers are queued in h2 and
+            // written by the next `poll_accept`, together.
+            while let Poll::Ready(Some(())) = calls.poll_next_unpin(cx) {
+                progress = true;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+    if let Err(error) = outcome {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// One HTTP/2 stream: the call, then its answer. A stream the peer resets drops the call,
+/// which cancels it in the session.
+async fn serve_stream(
+    connection: &Connection,
+    request: Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    // Counted until the answer is written (the connection's next flush), so `Coalesce`
+    // holds a write back for the answers of handlers still running on their own tasks.
     let _counted = connection.in_flight.start_until_written();
+    let mut handling = pin!(handle(connection, request.map(Received::new)));
+    let response = std::future::poll_fn(|cx| {
+        if let Poll::Ready(response) = handling.as_mut().poll(cx) {
+            return Poll::Ready(Some(response));
+        }
+        // Only a call still running looks for a reset (each look takes h2's lock).
+        match respond.poll_reset(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let Some(response) = response else {
+        tracing::debug!(peer = %connection.peer, "stream reset by the caller, call dropped");
+        return;
+    };
+    if let Err(error) = send(respond, response) {
+        tracing::debug!(peer = %connection.peer, %error, "sending the answer failed");
+    }
+}
+
+/// Queues `response` on its stream: headers, the one DATA chunk, trailers. h2 writes them
+/// when the connection is next polled and holds back what flow control does not allow yet.
+fn send(
+    mut respond: h2::server::SendResponse<Bytes>,
+    response: Response<Unary>,
+) -> std::result::Result<(), h2::Error> {
+    let (head, body) = response.into_parts();
+    let ([first, second], trailers) = body.into_parts();
+    let head = Response::from_parts(head, ());
+    let empty = first.is_none() && second.is_none();
+    let mut stream = respond.send_response(head, empty && trailers.is_none())?;
+    if let Some(first) = first {
+        stream.send_data(first, second.is_none() && trailers.is_none())?;
+    }
+    if let Some(second) = second {
+        stream.send_data(second, trailers.is_none())?;
+    }
+    if let Some(trailers) = trailers {
+        stream.send_trailers(trailers)?;
+    }
+    Ok(())
+}
+
+async fn handle<B>(connection: &Connection, request: Request<B>) -> Response<Unary>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -313,11 +497,11 @@ pub(super) fn split_path(path: &str) -> Option<(&str, &str)> {
     Some((service, method))
 }
 
-async fn grpc(
-    connection: &Connection,
-    request: Request<Incoming>,
-    codec: Codec,
-) -> Response<Unary> {
+async fn grpc<B>(connection: &Connection, request: Request<B>, codec: Codec) -> Response<Unary>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let refuse = |status: GrpcStatus, code, message: &str| {
         status_response(Some(codec), status, code, message)
     };
@@ -417,17 +601,25 @@ async fn grpc(
         body: message,
     };
     match connection.run(call).await {
-        Ok(response) if u32::try_from(response.body.len()).is_err() => {
-            let error = Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
-            error_response(codec, &error)
-        }
         Ok(response) => {
+            let Ok(len) = u32::try_from(response.body.len()) else {
+                let error =
+                    Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
+                return error_response(codec, &error);
+            };
             let mut trailers = HeaderMap::with_capacity(1);
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
-            let mut reply = Response::new(Unary::with_trailers(
-                message::framed(&response.body),
-                trailers,
-            ));
+            // A small message is copied behind its prefix (one DATA frame, which a reader
+            // takes without a copy); a large one is not copied: it spans several DATA
+            // frames anyway, and its prefix goes first as a chunk of its own.
+            let body = match response.body.len() < SPLIT_AT {
+                true => Unary::with_trailers(None, message::framed(&response.body), trailers),
+                false => {
+                    let prefix = Bytes::copy_from_slice(&message::prefix(len));
+                    Unary::with_trailers(Some(prefix), response.body, trailers)
+                }
+            };
+            let mut reply = Response::new(body);
             reply.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(content_type(response.codec)),
