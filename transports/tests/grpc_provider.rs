@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use certs::Ca;
-use common::{ProbeImpl, ProbeServer, Stats, eventually, grpc_client, start_grpc, wait_started};
+use common::{
+    ProbeImpl, ProbeServer, Stats, eventually, grpc_client, http1_echo, start_grpc, wait_started,
+};
 use rpc_core::{Codec, Server};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use transports::tls::{ClientTls, ServerTls};
@@ -25,23 +27,6 @@ fn framed(message: &[u8]) -> Bytes {
     out.extend_from_slice(&(message.len() as u32).to_be_bytes());
     out.extend_from_slice(message);
     out.into()
-}
-
-/// A JSON-gateway echo over HTTP/1.1 on `stream`; the whole answer.
-async fn http1_echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, text: &str) -> String {
-    let body = format!(r#"{{"text": "{text}"}}"#);
-    let request = format!(
-        "POST /test.Probe/echo HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    // A TLS peer may close without close_notify; what was read before is the answer.
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .unwrap();
-    String::from_utf8(answer).unwrap()
 }
 
 /// A raw h2 client on `stream`, its connection driven by a task of its own.

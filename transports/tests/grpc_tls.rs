@@ -295,21 +295,9 @@ async fn the_http1_json_gateway_answers_over_tls() {
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let body = r#"{"text": "over tls"}"#;
-    let request = format!(
-        "POST /test.Probe/echo HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    // A TLS peer may close without close_notify; what was read before is the answer.
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .unwrap();
-    let text = String::from_utf8(answer).unwrap();
+    let text = common::http1_echo(stream, "over tls").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with(r#""over tls""#), "{text}");
 }

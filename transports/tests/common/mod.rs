@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rpc_core::{Codec, Context, Server};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use transports::{TcpConfig, TcpTransport};
 
 /// Test service.
@@ -205,4 +206,21 @@ pub async fn reply_attachments(probe: &ProbeClient, key: &str) -> rpc_core::Atta
         serde_json::from_slice(&response.body).unwrap();
     assert_eq!(value, None, "nothing was attached under {key}");
     response.attachments
+}
+
+/// A JSON-gateway echo over HTTP/1.1 on `stream`; the whole answer.
+pub async fn http1_echo<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, text: &str) -> String {
+    let body = format!(r#"{{"text": "{text}"}}"#);
+    let request = format!(
+        "POST /test.Probe/echo HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // A TLS peer may close without close_notify; what was read before is the answer.
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    String::from_utf8(answer).unwrap()
 }
