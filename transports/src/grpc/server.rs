@@ -42,10 +42,6 @@ use rpc_core::log::RateLimited;
 /// The listen backlog (as the TCP transport's default).
 const BACKLOG: u32 = 4096;
 
-/// Answers from this size on are sent without copying them behind their prefix: h2 sends
-/// payloads of this size without a copy, and they span more than one DATA frame.
-const SPLIT_AT: usize = 16 * 1024;
-
 /// How long a closing connection may take to let its last answers out.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -218,20 +214,69 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         return serve_http(shared, stream, peer).await;
     };
     let window = shared.config.handshake_timeout;
-    let handshake = tokio::select! {
-        _ = shared.closing.cancelled() => return,
-        handshake = tokio::time::timeout(window, tls.acceptor.accept(stream)) => handshake,
-    };
-    match handshake {
+    match shared.opening(window, tls.acceptor.accept(stream)).await {
         // The preface tells HTTP/2 from HTTP/1.1, whatever ALPN chose.
-        Ok(Ok(stream)) => serve_http(shared, stream, peer).await,
-        Ok(Err(error)) => {
+        Ok(stream) => serve_http(shared, stream, peer).await,
+        Err(Cut::Closing) => {}
+        Err(Cut::Failed(error)) => {
             FAILED_HANDSHAKES.warn(|held_back| {
                 tracing::warn!(%peer, %error, held_back, "TLS handshake failed, closing");
             });
         }
-        Err(_) => {
+        Err(Cut::Late) => {
             tracing::debug!(%peer, ?window, "no TLS handshake within the window, closing");
+        }
+    }
+}
+
+/// Why a step of opening a connection did not finish.
+enum Cut<E> {
+    /// The server started closing.
+    Closing,
+    /// The step failed.
+    Failed(E),
+    /// The step's window passed.
+    Late,
+}
+
+impl Shared {
+    /// `step`'s result, unless the server starts closing or `window` passes first: the
+    /// wait of every step of opening a connection (TLS, first bytes, HTTP/2 handshake).
+    async fn opening<T, E>(
+        &self,
+        window: Duration,
+        step: impl Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, Cut<E>> {
+        tokio::select! {
+            _ = self.closing.cancelled() => Err(Cut::Closing),
+            done = tokio::time::timeout(window, step) => match done {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(Cut::Failed(error)),
+                Err(_) => Err(Cut::Late),
+            },
+        }
+    }
+
+    /// [`Shared::opening`] for a step whose failure is the peer's business: logged at
+    /// debug level, and `None` (the connection closes).
+    async fn open_step<T, E: std::fmt::Display>(
+        &self,
+        peer: SocketAddr,
+        window: Duration,
+        what: &str,
+        step: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Option<T> {
+        match self.opening(window, step).await {
+            Ok(value) => Some(value),
+            Err(Cut::Closing) => None,
+            Err(Cut::Failed(error)) => {
+                tracing::debug!(%peer, %error, "{what} failed, closing");
+                None
+            }
+            Err(Cut::Late) => {
+                tracing::debug!(%peer, ?window, "no {what} within the window, closing");
+                None
+            }
         }
     }
 }
@@ -241,20 +286,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let window = shared.config.request_read_timeout;
-    let sniffed = tokio::select! {
-        _ = shared.closing.cancelled() => return,
-        sniffed = tokio::time::timeout(window, preface::read(stream)) => sniffed,
-    };
-    let (protocol, stream) = match sniffed {
-        Ok(Ok(sniffed)) => sniffed,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "reading the first bytes failed, closing");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, ?window, "nothing sent within the window, closing");
-            return;
-        }
+    let Some((protocol, stream)) = shared
+        .open_step(peer, window, "first bytes", preface::read(stream))
+        .await
+    else {
+        return;
     };
     let in_flight = InFlight::default();
     let connection = Arc::new(Connection {
@@ -313,20 +349,11 @@ where
     let peer = connection.peer;
     let window = shared.config.request_read_timeout;
     let handshake = shared.http2.handshake::<_, Bytes>(stream);
-    let handshake = tokio::select! {
-        _ = shared.closing.cancelled() => return,
-        handshake = tokio::time::timeout(window, handshake) => handshake,
-    };
-    let mut h2 = match handshake {
-        Ok(Ok(h2)) => h2,
-        Ok(Err(error)) => {
-            tracing::debug!(%peer, %error, "HTTP/2 handshake failed, closing");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, ?window, "no HTTP/2 handshake within the window, closing");
-            return;
-        }
+    let Some(mut h2) = shared
+        .open_step(peer, window, "HTTP/2 handshake", handshake)
+        .await
+    else {
+        return;
     };
     let config = &shared.config;
     let pings = h2.ping_pong();
@@ -602,23 +629,14 @@ where
     };
     match connection.run(call).await {
         Ok(response) => {
-            let Ok(len) = u32::try_from(response.body.len()) else {
-                let error =
-                    Error::response_too_large(response.body.len() as u64, u32::MAX.into(), "");
+            let len = response.body.len();
+            let Some((first, rest)) = message::chunks(response.body) else {
+                let error = Error::response_too_large(len as u64, u32::MAX.into(), "");
                 return error_response(codec, &error);
             };
             let mut trailers = HeaderMap::with_capacity(1);
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
-            // A small message is copied behind its prefix (one DATA frame, which a reader
-            // takes without a copy); a large one is not copied: it spans several DATA
-            // frames anyway, and its prefix goes first as a chunk of its own.
-            let body = match response.body.len() < SPLIT_AT {
-                true => Unary::with_trailers(None, message::framed(&response.body), trailers),
-                false => {
-                    let prefix = Bytes::copy_from_slice(&message::prefix(len));
-                    Unary::with_trailers(Some(prefix), response.body, trailers)
-                }
-            };
+            let body = Unary::with_trailers(Some(first), rest.unwrap_or_default(), trailers);
             let mut reply = Response::new(body);
             reply.headers_mut().insert(
                 CONTENT_TYPE,
