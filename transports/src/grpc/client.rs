@@ -208,11 +208,16 @@ impl Endpoint {
         let failed = |error: h2::Error| {
             Error::transport(format!("call to {} failed: {error}", self.address))
         };
+        let len = request.body.len();
+        let Some((first, rest)) = message::chunks(request.body) else {
+            return Err(Error::request_too_large(len as u64, u32::MAX.into(), ""));
+        };
         let mut sender = sender.ready().await.map_err(unsent)?;
         let (response, mut stream) = sender.send_request(head, false).map_err(unsent)?;
-        stream
-            .send_data(message::framed(&request.body), true)
-            .map_err(failed)?;
+        stream.send_data(first, rest.is_none()).map_err(failed)?;
+        if let Some(rest) = rest {
+            stream.send_data(rest, true).map_err(failed)?;
+        }
         let response = match response.await {
             Ok(response) => response,
             // REFUSED_STREAM: the provider did not take the stream, so the call was not

@@ -65,6 +65,21 @@ pub fn framed(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// From this size on a message is sent without copying it behind its prefix: it spans
+/// more than one DATA frame anyway, and h2 sends a payload of this size without a copy.
+pub const SPLIT_AT: usize = 16 * 1024;
+
+/// `message` as the DATA chunks to send: a small one copied behind its prefix (one DATA
+/// frame, which a reader takes without a copy); from [`SPLIT_AT`] on, the prefix, then
+/// the message itself, not copied. `None` for a message longer than a prefix can say.
+pub fn chunks(message: Bytes) -> Option<(Bytes, Option<Bytes>)> {
+    let len = u32::try_from(message.len()).ok()?;
+    Some(match message.len() < SPLIT_AT {
+        true => (framed(&message), None),
+        false => (Bytes::copy_from_slice(&prefix(len)), Some(message)),
+    })
+}
+
 /// Reads the one message of `body` (up to `limit` bytes), then the rest of the stream:
 /// its trailers when it has some. A second message is an error.
 pub async fn read_unary<B>(
@@ -224,6 +239,21 @@ mod tests {
             let chunks = vec![wire.slice(..cut), wire.slice(cut..)];
             assert_eq!(&read(chunks, 100).unwrap()[..], b"hello world", "{cut}");
         }
+    }
+
+    #[test]
+    fn a_small_message_travels_framed_and_a_large_one_uncopied_behind_its_prefix() {
+        let (small, none) = chunks(Bytes::from_static(b"hello")).unwrap();
+        assert_eq!((small, none), (framed(b"hello"), None));
+        let large = Bytes::from(vec![7; SPLIT_AT]);
+        let (prefix, rest) = chunks(large.clone()).unwrap();
+        let rest = rest.unwrap();
+        assert_eq!(rest.as_ptr(), large.as_ptr(), "not copied");
+        let wire = [prefix, rest].concat();
+        assert_eq!(
+            &read(vec![Bytes::from(wire)], u32::MAX).unwrap()[..],
+            &large[..]
+        );
     }
 
     #[test]
